@@ -1,0 +1,352 @@
+# shellcheck shell=bash
+# v6guard lab harness library.  Source it:   . scripts/lib.sh
+#
+# Safe under `set -euo pipefail`; it never changes shell options itself.
+#
+# Functions:
+#   v6g_install_packages        idempotent apt install of the lab's packages
+#   v6g_ensure_dockerd          use a running dockerd, or start our own (see below)
+#   v6g_stop_dockerd            stop only a dockerd that this library started
+#   v6g_ensure_image            build local image v6guard-lab/busybox:latest if missing
+#   v6g_outside_up NAME         netns NAME = "outside world" 2001:db8:76::2, routed via host
+#   v6g_outside_down NAME       remove netns NAME and its host veth (idempotent)
+#   v6g_outside_ifnames NAME    print "<host-ifname> <ns-ifname>" for NAME
+#   v6g_container_ip6 CTR [NET] print the container's global IPv6 address
+#
+# Lab address plan (never use fd00::/64 -- that's eth0):
+#   docker0 fixed-cidr-v6 fd76:6700:0:1::/64, test networks fd76:6700:0:N::/64 (N>=10)
+#   outside world 2001:db8:76::/64 (host veth ::1, namespace ::2)
+#
+# Hard rules honoured: never flushes the nft ruleset, touches no nft table
+# (Docker itself creates its iptables-nft tables), never touches eth0.
+
+if [[ -n "${V6G_LIB_SOURCED:-}" ]]; then
+    return 0
+fi
+V6G_LIB_SOURCED=1
+
+# Debian's Docker 20.10 client. /usr/local/bin/docker (a Docker 28 client) shadows it.
+: "${DOCKER:=/usr/bin/docker}"
+: "${DOCKERD:=/usr/sbin/dockerd}"
+V6G_LAB_DIR=/run/v6guard-lab
+V6G_DAEMON_JSON=$V6G_LAB_DIR/daemon.json
+V6G_DOCKERD_LOG=$V6G_LAB_DIR/dockerd.log
+V6G_DOCKERD_PID=$V6G_LAB_DIR/dockerd.pid
+V6G_IMAGE=v6guard-lab/busybox:latest
+# Bump when the image content recipe changes; v6g_ensure_image rebuilds on mismatch.
+V6G_IMAGE_REV=3
+# shellcheck disable=SC2034  # for users of the library
+V6G_OUTSIDE_NET=2001:db8:76::/64
+V6G_OUTSIDE_HOST_ADDR=2001:db8:76::1
+V6G_OUTSIDE_NS_ADDR=2001:db8:76::2
+
+v6g_log() { printf '[v6g] %s\n' "$*" >&2; }
+v6g_die() { printf '[v6g] ERROR: %s\n' "$*" >&2; return 1; }
+
+# --------------------------------------------------------------------------
+# Packages
+# --------------------------------------------------------------------------
+# netcat-openbsd is not in the original list: Debian's busybox-static `nc` has
+# no UDP (-u) support, so the image carries OpenBSD netcat (+ its libs) as `nc`.
+V6G_PACKAGES=(docker.io nftables busybox-static iproute2 libnftnl-dev libmnl-dev
+              pkg-config curl netcat-openbsd)
+
+v6g_install_packages() {
+    local p missing=()
+    for p in "${V6G_PACKAGES[@]}"; do
+        if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$'; then
+            missing+=("$p")
+        fi
+    done
+    if ((${#missing[@]} == 0)); then
+        return 0
+    fi
+    v6g_log "installing: ${missing[*]}"
+    local out
+    out=$(mktemp)
+    if ! DEBIAN_FRONTEND=noninteractive apt-get update -qq >"$out" 2>&1; then
+        cat "$out" >&2; rm -f "$out"
+        v6g_die "apt-get update failed"; return 1
+    fi
+    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            "${missing[@]}" >"$out" 2>&1; then
+        tail -n 30 "$out" >&2; rm -f "$out"
+        v6g_die "apt-get install failed"; return 1
+    fi
+    rm -f "$out"
+    v6g_log "installed: ${missing[*]}"
+}
+
+# --------------------------------------------------------------------------
+# dockerd
+# --------------------------------------------------------------------------
+v6g_docker_up() {
+    # `docker info` exits 1 when the daemon is unreachable; ServerVersion must be non-empty.
+    local v
+    v=$("$DOCKER" info --format '{{.ServerVersion}}' 2>/dev/null) || return 1
+    [[ -n "$v" ]]
+}
+
+# Is PID (from our pidfile) a live dockerd started with our config file?
+v6g__our_dockerd_pid() {
+    local pid
+    [[ -r "$V6G_DOCKERD_PID" ]] || return 1
+    pid=$(tr -dc '0-9' <"$V6G_DOCKERD_PID")
+    [[ -n "$pid" && -r /proc/$pid/cmdline ]] || return 1
+    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "--config-file $V6G_DAEMON_JSON" || return 1
+    printf '%s\n' "$pid"
+}
+
+v6g__write_daemon_json() {
+    mkdir -p "$V6G_LAB_DIR"
+    local want
+    want='{
+  "ipv6": true,
+  "fixed-cidr-v6": "fd76:6700:0:1::/64",
+  "icc": false,
+  "userland-proxy": false,
+  "ip6tables": false
+}'
+    if [[ ! -f "$V6G_DAEMON_JSON" ]] || [[ "$(cat "$V6G_DAEMON_JSON")" != "$want" ]]; then
+        printf '%s\n' "$want" >"$V6G_DAEMON_JSON"
+    fi
+}
+
+v6g_ensure_dockerd() {
+    if v6g_docker_up; then
+        if v6g__our_dockerd_pid >/dev/null; then
+            v6g_log "dockerd (started by v6g lib, pid $(v6g__our_dockerd_pid)) is running"
+        else
+            v6g_log "using already-running dockerd (not started by v6g lib; its config may differ from $V6G_DAEMON_JSON)"
+        fi
+        return 0
+    fi
+
+    v6g__write_daemon_json
+
+    # Forwarding on *before* dockerd starts, so dockerd does not flip it itself
+    # (and with it an ip6 FORWARD DROP policy).
+    sysctl -q -w net.ipv6.conf.all.forwarding=1 >/dev/null
+    sysctl -q -w net.ipv6.conf.default.forwarding=1 >/dev/null
+
+    if command -v modprobe >/dev/null 2>&1; then
+        modprobe br_netfilter >/dev/null 2>&1 || v6g_log "modprobe br_netfilter failed (ignored)"
+    else
+        v6g_log "no modprobe binary (ignored)"
+    fi
+    if [[ -e /proc/sys/net/bridge/bridge-nf-call-ip6tables ]]; then
+        v6g_log "br_netfilter present: bridge-nf-call-ip6tables=$(cat /proc/sys/net/bridge/bridge-nf-call-ip6tables)"
+    else
+        v6g_log "br_netfilter NOT present (/proc/sys/net/bridge/bridge-nf-call-ip6tables missing)"
+    fi
+
+    local pid
+    if pid=$(v6g__our_dockerd_pid); then
+        v6g_log "our dockerd (pid $pid) exists but does not answer yet; waiting"
+    else
+        rm -f "$V6G_DOCKERD_PID"
+        v6g_log "starting dockerd --config-file $V6G_DAEMON_JSON (log $V6G_DOCKERD_LOG)"
+        # setsid: own session, so it survives the calling script / its process group.
+        setsid "$DOCKERD" --config-file "$V6G_DAEMON_JSON" --pidfile "$V6G_DOCKERD_PID" \
+            </dev/null >>"$V6G_DOCKERD_LOG" 2>&1 &
+        pid=$!
+    fi
+
+    local i
+    for ((i = 0; i < 60; i++)); do
+        if v6g_docker_up; then
+            v6g_log "dockerd is up (pid $(cat "$V6G_DOCKERD_PID" 2>/dev/null || echo "$pid"))"
+            return 0
+        fi
+        # (setsid may fork when called from a job-control shell, so also accept
+        # the pid dockerd wrote itself; give it a short grace period)
+        if ((i > 6)) && [[ ! -d /proc/$pid ]] && ! v6g__our_dockerd_pid >/dev/null; then
+            break
+        fi
+        sleep 0.5
+    done
+    v6g_log "dockerd did not come up; last lines of $V6G_DOCKERD_LOG:"
+    tail -n 30 "$V6G_DOCKERD_LOG" >&2 || true
+    return 1
+}
+
+v6g_stop_dockerd() {
+    local pid i
+    if ! pid=$(v6g__our_dockerd_pid); then
+        v6g_log "no dockerd started by v6g lib is running; nothing to stop"
+        return 0
+    fi
+    v6g_log "stopping dockerd pid $pid"
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 60; i++)); do
+        [[ -d /proc/$pid ]] || break
+        sleep 0.5
+    done
+    if [[ -d /proc/$pid ]]; then
+        v6g_log "dockerd pid $pid did not exit after 30s; sending KILL"
+        kill -KILL "$pid" 2>/dev/null || true
+        sleep 1
+    fi
+    rm -f "$V6G_DOCKERD_PID"
+}
+
+# --------------------------------------------------------------------------
+# Image
+# --------------------------------------------------------------------------
+# v6guard-lab/busybox:latest: /bin/busybox (static) with all applets symlinked
+# in /bin, plus OpenBSD netcat (+ its shared libs) as /bin/nc and
+# /bin/nc.openbsd (TCP+UDP, -6, -l, -k, -z, -w) when the host has it.
+#
+# CAVEAT: Debian's busybox-static is built with FEATURE_SH_STANDALONE, so
+# inside `sh -c '...'` a bare `nc` runs busybox's applet (TCP only, no -u/-6/-z)
+# regardless of PATH.  Inside sh use `nc.openbsd` (or `/bin/nc`).  A direct
+# `docker run IMG nc ...` / `docker exec CTR nc ...` gets OpenBSD netcat.
+#
+# Serve HTTP:   httpd -f -p PORT -h /www        (/www/index.html = "v6guard-lab ok")
+# UDP listen:   nc.openbsd -6 -u -l -k -p PORT
+# TCP listen:   nc.openbsd -6 -l -k -p PORT     (or another httpd)
+# Probe:        nc.openbsd -z -w 2 ADDR PORT ;  timeout 3 wget -q -O- http://[ADDR]:PORT/
+# CAVEAT: busybox 1.35 (Debian) `wget -T N` SEGFAULTS (exit 139), on the host
+# too -- wrap with `timeout N wget ...` instead (exit 143 on timeout).
+v6g_ensure_image() {
+    local rev
+    rev=$("$DOCKER" image inspect --format '{{index .Config.Labels "v6guard-lab.rev"}}' \
+            "$V6G_IMAGE" 2>/dev/null || true)
+    if [[ "$rev" == "$V6G_IMAGE_REV" ]]; then
+        return 0
+    fi
+    local bb
+    bb=$(command -v busybox 2>/dev/null || true)
+    [[ -x /bin/busybox ]] && bb=/bin/busybox
+    if [[ -z "$bb" ]] || ! v6g__file_is_static "$bb"; then
+        v6g_die "need static /bin/busybox (package busybox-static)"; return 1
+    fi
+
+    local old_id
+    old_id=$("$DOCKER" image inspect --format '{{.Id}}' "$V6G_IMAGE" 2>/dev/null || true)
+    v6g_log "building image $V6G_IMAGE (rev $V6G_IMAGE_REV)"
+    local root
+    root=$(mktemp -d /tmp/v6g-rootfs.XXXXXX)
+    mkdir -p "$root"/{bin,sbin,etc,www,tmp,root,proc,sys,dev,var/run}
+    chmod 1777 "$root/tmp"
+    cp "$bb" "$root/bin/busybox"
+    local a
+    while IFS= read -r a; do
+        [[ -n "$a" && "$a" != busybox ]] || continue
+        ln -sf busybox "$root/bin/$a"
+    done < <("$root/bin/busybox" --list)
+
+    local nco
+    nco=$(command -v nc.openbsd 2>/dev/null || true)
+    if [[ -n "$nco" ]]; then
+        rm -f "$root/bin/nc"
+        cp -L "$nco" "$root/bin/nc"
+        ln -s nc "$root/bin/nc.openbsd"
+        local lib
+        while IFS= read -r lib; do
+            mkdir -p "$root$(dirname "$lib")"
+            cp -L "$lib" "$root$lib"
+        done < <(ldd "$nco" | grep -oE '/[^ ]+\.so[^ ]*' | sort -u)
+    else
+        v6g_log "WARNING: nc.openbsd not found; image nc is busybox nc (TCP only, no -u)"
+    fi
+
+    printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' >"$root/etc/passwd"
+    printf 'root:x:0:\nnogroup:x:65534:\n' >"$root/etc/group"
+    printf 'v6guard-lab ok\n' >"$root/www/index.html"
+
+    if ! tar --numeric-owner --owner=0 --group=0 -C "$root" -cf - . \
+        | "$DOCKER" import \
+            --change 'ENV PATH=/bin:/sbin' \
+            --change 'CMD ["/bin/sh"]' \
+            --change "LABEL v6guard-lab.rev=$V6G_IMAGE_REV" \
+            - "$V6G_IMAGE" >/dev/null; then
+        rm -rf "$root"
+        v6g_die "docker import failed"; return 1
+    fi
+    rm -rf "$root"
+    if [[ -n "$old_id" ]]; then
+        # drop the superseded (now untagged) image; fails harmlessly if still in use
+        "$DOCKER" image rm "$old_id" >/dev/null 2>&1 || true
+    fi
+    v6g_log "built $V6G_IMAGE"
+}
+
+v6g__file_is_static() {
+    # busybox-static's binary has no PT_INTERP; ldd says "not a dynamic executable"
+    local out
+    out=$(ldd "$1" 2>&1 || true)
+    [[ "$out" == *"not a dynamic executable"* || "$out" == *"statically linked"* ]]
+}
+
+# --------------------------------------------------------------------------
+# Outside-world namespace
+# --------------------------------------------------------------------------
+# Interface names are limited to 15 chars: NAME-h / NAME-n when NAME has <= 13
+# chars, otherwise v6g<10 hex of md5(NAME)>-h / -n.
+v6g_outside_ifnames() {
+    local name=${1:-} base
+    [[ -n "$name" ]] || { v6g_die "v6g_outside_ifnames: NAME required"; return 1; }
+    if ((${#name} <= 13)); then
+        base=$name
+    else
+        base=v6g$(printf '%s' "$name" | md5sum | cut -c1-10)
+    fi
+    printf '%s-h %s-n\n' "$base" "$base"
+}
+
+v6g_outside_up() {
+    local name=${1:-} hif nif
+    [[ -n "$name" ]] || { v6g_die "v6g_outside_up: NAME required"; return 1; }
+    read -r hif nif < <(v6g_outside_ifnames "$name")
+
+    # Start from a clean state (idempotent re-up).
+    v6g_outside_down "$name"
+
+    # Host must route between the veth and the docker bridges.
+    sysctl -q -w net.ipv6.conf.all.forwarding=1 >/dev/null
+
+    ip netns add "$name" || { v6g_die "ip netns add $name failed"; return 1; }
+    if ! ip link add "$hif" type veth peer name "$nif" netns "$name"; then
+        v6g_outside_down "$name"; v6g_die "veth creation failed"; return 1
+    fi
+    # No DAD anywhere (link-local included): usable immediately.
+    sysctl -q -w "net.ipv6.conf.$hif.accept_dad=0" >/dev/null || true
+    ip netns exec "$name" sysctl -q -w "net.ipv6.conf.$nif.accept_dad=0" >/dev/null || true
+    if ! { ip -6 addr add "$V6G_OUTSIDE_HOST_ADDR/64" dev "$hif" nodad &&
+           ip link set "$hif" up &&
+           ip -n "$name" link set lo up &&
+           ip -n "$name" -6 addr add "$V6G_OUTSIDE_NS_ADDR/64" dev "$nif" nodad &&
+           ip -n "$name" link set "$nif" up &&
+           ip -n "$name" -6 route add default via "$V6G_OUTSIDE_HOST_ADDR" dev "$nif"; }; then
+        v6g_outside_down "$name"; v6g_die "configuring outside namespace $name failed"; return 1
+    fi
+    v6g_log "outside ns $name up: $nif $V6G_OUTSIDE_NS_ADDR/64 <-> host $hif $V6G_OUTSIDE_HOST_ADDR/64"
+}
+
+v6g_outside_down() {
+    local name=${1:-} hif nif
+    [[ -n "$name" ]] || { v6g_die "v6g_outside_down: NAME required"; return 1; }
+    read -r hif nif < <(v6g_outside_ifnames "$name")
+    if ip link show dev "$hif" >/dev/null 2>&1; then
+        ip link del dev "$hif" >/dev/null 2>&1 || true
+    fi
+    if ip netns list 2>/dev/null | awk '{print $1}' | grep -qxF -- "$name"; then
+        ip netns del "$name" >/dev/null 2>&1 || true
+    fi
+    return 0
+}
+
+# --------------------------------------------------------------------------
+# Small helpers
+# --------------------------------------------------------------------------
+# v6g_container_ip6 CONTAINER [NETWORK] -> global IPv6 address (empty if none)
+v6g_container_ip6() {
+    local c=${1:-} net=${2:-}
+    [[ -n "$c" ]] || { v6g_die "v6g_container_ip6: CONTAINER required"; return 1; }
+    if [[ -n "$net" ]]; then
+        "$DOCKER" inspect --format "{{with index .NetworkSettings.Networks \"$net\"}}{{.GlobalIPv6Address}}{{end}}" "$c"
+    else
+        "$DOCKER" inspect --format '{{range .NetworkSettings.Networks}}{{if .GlobalIPv6Address}}{{.GlobalIPv6Address}}{{"\n"}}{{end}}{{end}}' "$c" | head -n1
+    fi
+}

@@ -1,0 +1,42 @@
+//! Host facts outside Docker's API that decide whether v6guard's rules can work: whether
+//! bridged IPv6 passes the ip6 forward hook (br_netfilter), and whether Docker's own nftables
+//! backend owns IPv6 here.
+
+use std::fs;
+use std::io;
+use std::path::Path;
+use std::process::Command;
+
+use tracing::{info, warn};
+
+use crate::nft::{self, NftError};
+
+/// With this sysctl on, IPv6 bridged between two ports of a bridge passes the ip6 forward hook
+/// with iifname == oifname == the bridge, which is what ICC enforcement relies on.
+pub const BRIDGE_NF_IP6TABLES: &str = "/proc/sys/net/bridge/bridge-nf-call-ip6tables";
+
+/// Whether bridged IPv6 is passed to the ip6 hooks (false when br_netfilter is not loaded).
+pub fn bridge_nf_ip6tables() -> bool {
+    fs::read_to_string(BRIDGE_NF_IP6TABLES).is_ok_and(|v| v.trim() == "1")
+}
+
+/// Whether Docker's nftables backend has its `ip6 docker-bridges` table here.
+pub fn docker_nft_ip6_table() -> Result<bool, NftError> {
+    Ok(nft::list_tables()?
+        .iter()
+        .any(|t| t.family == libc::NFPROTO_IPV6 as u32 && t.name == "docker-bridges"))
+}
+
+/// Turn on `bridge-nf-call-ip6tables` (loading br_netfilter first if needed), as dockerd does
+/// for IPv4 when ICC is off. Without it, ICC rules see no bridged traffic.
+pub fn enable_bridge_nf_ip6tables() -> io::Result<()> {
+    if !Path::new(BRIDGE_NF_IP6TABLES).exists() {
+        let status = Command::new("modprobe").arg("br_netfilter").status();
+        if !matches!(status, Ok(s) if s.success()) {
+            warn!("could not load br_netfilter (modprobe br_netfilter)");
+        }
+    }
+    fs::write(BRIDGE_NF_IP6TABLES, "1")?;
+    info!("enabled net.bridge.bridge-nf-call-ip6tables so ICC can be enforced on bridged IPv6");
+    Ok(())
+}

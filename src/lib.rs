@@ -1,0 +1,14 @@
+//! v6guard: gives Docker's IPv6 the firewalling Docker gives IPv4.
+//!
+//! Data flows one way: `docker` and `settings` read the host into a [`snapshot::Snapshot`];
+//! [`plan::plan`] turns it into a [`ruleset::Ruleset`] without any I/O; `nft::render` prints
+//! that ruleset (the dry run) and `nft::netlink` installs it atomically (apply).
+
+pub mod docker;
+pub mod host;
+pub mod nft;
+pub mod plan;
+pub mod read;
+pub mod ruleset;
+pub mod settings;
+pub mod snapshot;

@@ -1,0 +1,268 @@
+//! The Snapshot: everything v6guard knows about the Docker host, as plain data.
+//!
+//! A Snapshot is what the readers (`docker/`, `settings`) produce and the only input the
+//! planner needs besides the options. It holds no handles and serialises to JSON, so a user
+//! can attach one to a bug report (`v6guard snapshot > snap.json`) and anyone can render it
+//! offline (`v6guard render --snapshot snap.json`).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::PathBuf;
+
+use ipnet::Ipv6Net;
+use serde::{Deserialize, Serialize};
+
+/// Everything read from one Docker host at one moment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// What the engine says about itself.
+    pub engine: Engine,
+    /// Daemon settings that change Docker's firewalling, each with where its value came from.
+    pub daemon: DaemonSettings,
+    /// Bridge networks, in name order.
+    pub networks: Vec<Network>,
+    /// Running containers, in name order.
+    pub containers: Vec<Container>,
+}
+
+/// Engine facts from `GET /version` and `GET /info`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Engine {
+    /// Engine version string, e.g. `20.10.24+dfsg1`.
+    pub version: String,
+    /// API version the client negotiated, e.g. `1.41`.
+    pub api_version: String,
+    /// Whether `net.bridge.bridge-nf-call-ip6tables` is on (from `/info`). ICC for IPv6 is only
+    /// enforceable when bridged IPv6 passes the ip6 forward hook.
+    pub bridge_nf_ip6tables: bool,
+    /// Whether Docker's own `ip6 docker-bridges` nftables table exists (Docker 29's nftables
+    /// backend manages IPv6 itself when it does).
+    #[serde(default)]
+    pub docker_nft_ip6_table: bool,
+}
+
+impl Engine {
+    /// The engine's major version, if the version string starts with one (`20.10.24` -> 20).
+    pub fn major_version(&self) -> Option<u32> {
+        self.version.split('.').next()?.parse().ok()
+    }
+}
+
+/// Where a daemon setting's value came from. Flags on dockerd's command line win over
+/// daemon.json, which wins over Docker's built-in default.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind", content = "at")]
+pub enum Source {
+    /// Docker's built-in default.
+    Default,
+    /// A key in this daemon.json.
+    DaemonJson(PathBuf),
+    /// A flag on dockerd's command line.
+    CommandLine,
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Default => write!(f, "Docker's default"),
+            Source::DaemonJson(path) => write!(f, "{}", path.display()),
+            Source::CommandLine => write!(f, "dockerd's command line"),
+        }
+    }
+}
+
+/// A daemon setting's value and its origin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Setting<T> {
+    pub value: T,
+    pub source: Source,
+}
+
+impl<T> Setting<T> {
+    pub fn default_value(value: T) -> Self {
+        Setting {
+            value,
+            source: Source::Default,
+        }
+    }
+}
+
+/// The dockerd settings that decide how Docker firewalls (daemon.json keys, dockerd flags).
+/// `ip6tables` is `None` when neither the file nor the command line sets it: its default
+/// depends on the engine version (off before 27, on from 27).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaemonSettings {
+    pub icc: Setting<bool>,
+    pub userland_proxy: Setting<bool>,
+    pub iptables: Setting<bool>,
+    pub ip6tables: Setting<Option<bool>>,
+    pub ipv6: Setting<bool>,
+    pub ip_masq: Setting<bool>,
+    pub experimental: Setting<bool>,
+    pub fixed_cidr_v6: Setting<Option<Ipv6Net>>,
+}
+
+impl Default for DaemonSettings {
+    /// Docker 20.10's defaults.
+    fn default() -> Self {
+        DaemonSettings {
+            icc: Setting::default_value(true),
+            userland_proxy: Setting::default_value(true),
+            iptables: Setting::default_value(true),
+            ip6tables: Setting::default_value(None),
+            ipv6: Setting::default_value(false),
+            ip_masq: Setting::default_value(true),
+            experimental: Setting::default_value(false),
+            fixed_cidr_v6: Setting::default_value(None),
+        }
+    }
+}
+
+/// One Docker bridge network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Network {
+    pub id: String,
+    pub name: String,
+    /// The Linux bridge interface (`docker0`, `br-<12 hex>`, or the
+    /// `com.docker.network.bridge.name` option).
+    pub bridge: String,
+    pub ipv6_enabled: bool,
+    pub ipv6_subnets: Vec<Ipv6Net>,
+    /// `com.docker.network.bridge.enable_icc` (default true; the default bridge's copy is the
+    /// daemon's `icc`).
+    pub icc: bool,
+    /// `com.docker.network.bridge.enable_ip_masquerade` (default true).
+    pub masquerade: bool,
+    /// `docker network create --internal`.
+    pub internal: bool,
+}
+
+/// A transport protocol Docker can publish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+    Sctp,
+}
+
+impl Protocol {
+    /// The IANA protocol number, as nftables' `meta l4proto` sees it.
+    pub fn number(self) -> u8 {
+        match self {
+            Protocol::Tcp => 6,
+            Protocol::Udp => 17,
+            Protocol::Sctp => 132,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+            Protocol::Sctp => "sctp",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Protocol> {
+        match text {
+            "tcp" => Some(Protocol::Tcp),
+            "udp" => Some(Protocol::Udp),
+            "sctp" => Some(Protocol::Sctp),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One host binding of a published container port, as Docker bound it
+/// (`NetworkSettings.Ports`, so `-P` and random host ports are included).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct PortBinding {
+    pub protocol: Protocol,
+    pub container_port: u16,
+    /// `None` when Docker left the host IP empty (all addresses, both families).
+    pub host_ip: Option<IpAddr>,
+    pub host_port: u16,
+}
+
+impl PortBinding {
+    /// Whether this binding asks for the port to be reachable over routed IPv6: a binding on
+    /// `::`, on no particular address, or on a non-loopback IPv6 host address. IPv4-only
+    /// bindings (`0.0.0.0`, `127.0.0.1`) and `::1` do not expose anything over IPv6.
+    pub fn exposes_ipv6(&self) -> bool {
+        match self.host_ip {
+            None => true,
+            Some(IpAddr::V4(_)) => false,
+            Some(IpAddr::V6(addr)) => !addr.is_loopback(),
+        }
+    }
+}
+
+/// A container's attachment to one network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub network_id: String,
+    pub network_name: String,
+    pub ipv4: Option<Ipv4Addr>,
+    pub ipv6: Option<Ipv6Addr>,
+}
+
+/// One running container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Container {
+    pub id: String,
+    /// Name without Docker's leading `/`.
+    pub name: String,
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub endpoints: Vec<Endpoint>,
+    pub ports: Vec<PortBinding>,
+}
+
+impl Snapshot {
+    pub fn network_by_id(&self, id: &str) -> Option<&Network> {
+        self.networks.iter().find(|n| n.id == id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn binding(host_ip: Option<&str>) -> PortBinding {
+        PortBinding {
+            protocol: Protocol::Tcp,
+            container_port: 80,
+            host_ip: host_ip.map(|ip| ip.parse().unwrap()),
+            host_port: 8080,
+        }
+    }
+
+    #[test]
+    fn only_ipv6_non_loopback_bindings_expose_ipv6() {
+        assert!(binding(None).exposes_ipv6());
+        assert!(binding(Some("::")).exposes_ipv6());
+        assert!(binding(Some("2001:db8::1")).exposes_ipv6());
+        assert!(!binding(Some("::1")).exposes_ipv6());
+        assert!(!binding(Some("0.0.0.0")).exposes_ipv6());
+        assert!(!binding(Some("127.0.0.1")).exposes_ipv6());
+    }
+
+    #[test]
+    fn engine_major_version() {
+        let mut engine = Engine {
+            version: "20.10.24+dfsg1".into(),
+            api_version: "1.41".into(),
+            bridge_nf_ip6tables: true,
+            docker_nft_ip6_table: false,
+        };
+        assert_eq!(engine.major_version(), Some(20));
+        engine.version = "garbage".into();
+        assert_eq!(engine.major_version(), None);
+    }
+}
