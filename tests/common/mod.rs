@@ -1,0 +1,412 @@
+//! Harness for the real-system tests: a real dockerd, real nftables, and an "outside" client in
+//! its own network namespace routed through the host.
+//!
+//! Every resource a test creates is held by a guard whose Drop removes it, so a failing test
+//! still cleans up. Tests that share dockerd and the host's `ip6 v6guard` table take
+//! [`system_lock`] first, so they never race.
+//!
+//! Prerequisites (root, dockerd, the lab image, nft, ip) are set up by `scripts/test.sh`. When
+//! one is missing the test fails, except that a developer may run the suite without root on
+//! purpose with `V6GUARD_SKIP_SYSTEM_TESTS=1` (never honoured when `CI` is set).
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+pub const DOCKER: &str = "/usr/bin/docker";
+pub const IMAGE: &str = "v6guard-lab/busybox:latest";
+/// The outside namespace's address and the host's end of its veth (see scripts/lib.sh).
+pub const OUTSIDE_ADDR: &str = "2001:db8:76::2";
+
+static SYSTEM: Mutex<()> = Mutex::new(());
+
+/// Serialise real-system tests and check prerequisites. `None` only when skipping on purpose.
+pub fn system_lock() -> Option<MutexGuard<'static, ()>> {
+    let guard = SYSTEM
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let missing = missing_prerequisite();
+    match missing {
+        None => Some(guard),
+        Some(what) => {
+            let in_ci = std::env::var_os("CI").is_some();
+            let skip = std::env::var("V6GUARD_SKIP_SYSTEM_TESTS").as_deref() == Ok("1");
+            if skip && !in_ci {
+                eprintln!("SKIPPED on purpose (V6GUARD_SKIP_SYSTEM_TESTS=1): {what}");
+                None
+            } else {
+                panic!(
+                    "real-system test prerequisite missing: {what}. Run `sudo scripts/test.sh`, \
+                     which installs and starts everything"
+                );
+            }
+        }
+    }
+}
+
+fn missing_prerequisite() -> Option<String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("root (nftables and network namespaces need it)".into());
+    }
+    for tool in ["nft", "ip", "nc"] {
+        if !run("sh", &["-c", &format!("command -v {tool}")])
+            .status
+            .success()
+        {
+            return Some(format!("the `{tool}` command"));
+        }
+    }
+    if !run(DOCKER, &["info", "--format", "{{.ServerVersion}}"])
+        .status
+        .success()
+    {
+        return Some("a running dockerd".into());
+    }
+    if !run(DOCKER, &["image", "inspect", IMAGE]).status.success() {
+        return Some(format!("the lab image {IMAGE}"));
+    }
+    None
+}
+
+/// Run a command to completion, capturing output.
+pub fn run(program: &str, args: &[&str]) -> Output {
+    Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"))
+}
+
+/// Run a command that must succeed; returns its stdout.
+pub fn run_ok(program: &str, args: &[&str]) -> String {
+    let out = run(program, args);
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn docker(args: &[&str]) -> String {
+    run_ok(DOCKER, args)
+}
+
+/// The v6guard binary under test.
+pub fn v6guard_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_v6guard")
+}
+
+pub fn v6guard(args: &[&str]) -> Output {
+    run(v6guard_bin(), args)
+}
+
+pub fn v6guard_ok(args: &[&str]) -> String {
+    run_ok(v6guard_bin(), args)
+}
+
+/// A Docker network removed on drop.
+pub struct Network {
+    pub name: String,
+}
+
+impl Network {
+    /// `docker network create --ipv6 --subnet SUBNET [-o OPT]... NAME`, replacing a leftover.
+    pub fn create(name: &str, subnet: &str, options: &[&str]) -> Network {
+        let _ = run(DOCKER, &["network", "rm", name]);
+        let mut args = vec!["network", "create", "--ipv6", "--subnet", subnet];
+        for option in options {
+            args.extend(["-o", option]);
+        }
+        args.push(name);
+        docker(&args);
+        Network {
+            name: name.to_string(),
+        }
+    }
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        let _ = run(DOCKER, &["network", "rm", &self.name]);
+    }
+}
+
+/// A container serving HTTP on ports 80 and 81, removed on drop.
+pub struct Container {
+    pub name: String,
+}
+
+impl Container {
+    /// Start a web container on `network` ("bridge" for the default bridge) with extra
+    /// `docker run` arguments such as `-p 8080:80`.
+    pub fn web(name: &str, network: &str, extra: &[&str]) -> Container {
+        let _ = run(DOCKER, &["rm", "-f", name]);
+        let mut args = vec!["run", "-d", "--name", name, "--network", network];
+        args.extend(extra);
+        args.extend([
+            IMAGE,
+            "sh",
+            "-c",
+            "httpd -p 80 -h /www && httpd -f -p 81 -h /www",
+        ]);
+        docker(&args);
+        Container {
+            name: name.to_string(),
+        }
+    }
+
+    /// The container's global IPv6 address on `network`.
+    pub fn ipv6(&self, network: &str) -> String {
+        let format = format!(
+            "{{{{with index .NetworkSettings.Networks \"{network}\"}}}}{{{{.GlobalIPv6Address}}}}{{{{end}}}}"
+        );
+        let address = docker(&["inspect", "--format", &format, &self.name])
+            .trim()
+            .to_string();
+        assert!(
+            !address.is_empty(),
+            "{} has no IPv6 address on {network}",
+            self.name
+        );
+        address
+    }
+
+    /// The container's IPv4 address on `network`.
+    pub fn ipv4(&self, network: &str) -> String {
+        let format = format!(
+            "{{{{with index .NetworkSettings.Networks \"{network}\"}}}}{{{{.IPAddress}}}}{{{{end}}}}"
+        );
+        docker(&["inspect", "--format", &format, &self.name])
+            .trim()
+            .to_string()
+    }
+
+    /// Whether a TCP connection from this container to `address`:`port` succeeds (2 s timeout).
+    pub fn connects(&self, address: &str, port: u16) -> bool {
+        run(
+            DOCKER,
+            &[
+                "exec",
+                &self.name,
+                "nc",
+                "-z",
+                "-w",
+                "2",
+                address,
+                &port.to_string(),
+            ],
+        )
+        .status
+        .success()
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = run(DOCKER, &["rm", "-f", &self.name]);
+    }
+}
+
+/// The outside world: a namespace routed through the host over a veth, with an HTTP server
+/// on port 8000 so containers' outbound traffic can be checked. Removed on drop.
+pub struct Outside {
+    pub name: String,
+    server: Option<Child>,
+}
+
+impl Outside {
+    pub fn up(name: &str) -> Outside {
+        lib_sh(&format!("v6g_outside_up {name}"));
+        let server = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                name,
+                "busybox",
+                "httpd",
+                "-f",
+                "-p",
+                "[::]:8000",
+                "-h",
+                "/",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the outside HTTP server");
+        Outside {
+            name: name.to_string(),
+            server: Some(server),
+        }
+    }
+
+    /// Whether a TCP connection from outside to `address`:`port` succeeds (2 s timeout).
+    pub fn connects(&self, address: &str, port: u16) -> bool {
+        run(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &self.name,
+                "nc",
+                "-z",
+                "-w",
+                "2",
+                address,
+                &port.to_string(),
+            ],
+        )
+        .status
+        .success()
+    }
+}
+
+impl Drop for Outside {
+    fn drop(&mut self) {
+        if let Some(mut server) = self.server.take() {
+            let _ = server.kill();
+            let _ = server.wait();
+        }
+        lib_sh(&format!("v6g_outside_down {}", self.name));
+    }
+}
+
+/// A throwaway network namespace with nothing in it, removed on drop.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(name: &str) -> Netns {
+        let _ = run("ip", &["netns", "del", name]);
+        run_ok("ip", &["netns", "add", name]);
+        Netns {
+            name: name.to_string(),
+        }
+    }
+
+    /// Run a command inside the namespace.
+    pub fn exec(&self, program: &str, args: &[&str]) -> Output {
+        let mut all = vec!["netns", "exec", &self.name, program];
+        all.extend(args);
+        run("ip", &all)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = run("ip", &["netns", "del", &self.name]);
+    }
+}
+
+/// Removes v6guard's tables from the host when dropped, so every test ends clean.
+pub struct TableGuard;
+
+impl TableGuard {
+    /// Start from a host without v6guard's tables.
+    pub fn clean() -> TableGuard {
+        v6guard_ok(&["cleanup"]);
+        TableGuard
+    }
+}
+
+impl Drop for TableGuard {
+    fn drop(&mut self) {
+        let _ = v6guard(&["cleanup"]);
+    }
+}
+
+/// Run a snippet with scripts/lib.sh sourced.
+pub fn lib_sh(snippet: &str) {
+    let lib = repo_root().join("scripts/lib.sh");
+    run_ok(
+        "bash",
+        &["-c", &format!(". {} && {snippet}", lib.display())],
+    );
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Retry `probe` until it returns true or `timeout` passes. For things that must become
+/// reachable (a container's address finishing setup); never used to prove something closed.
+pub fn eventually(timeout: Duration, mut probe: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        if probe() {
+            return true;
+        }
+        if start.elapsed() > timeout {
+            return false;
+        }
+        sleep(Duration::from_millis(300));
+    }
+}
+
+/// `nft list table ip6 v6guard` in the current namespace, if the table exists.
+pub fn list_table(netns: Option<&Netns>) -> Option<String> {
+    let args = ["list", "table", "ip6", "v6guard"];
+    let out = match netns {
+        Some(ns) => ns.exec("nft", &args),
+        None => run("nft", &args),
+    };
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A table listing with its set elements sorted: the kernel lists a hash set in hash order,
+/// which differs between two tables holding the same elements.
+pub fn normalize_listing(text: &str) -> String {
+    let mut out = Vec::new();
+    let mut elements: Option<Vec<String>> = None;
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if let Some(rest) = trimmed.strip_prefix("elements = { ") {
+            elements = Some(Vec::new());
+            push_elements(rest, &mut elements, &mut out);
+        } else if elements.is_some() {
+            push_elements(trimmed, &mut elements, &mut out);
+        } else {
+            out.push(line.trim_end().to_string());
+        }
+    }
+    out.join("\n")
+}
+
+fn push_elements(part: &str, elements: &mut Option<Vec<String>>, out: &mut Vec<String>) {
+    let (body, closed) = match part.strip_suffix(" }") {
+        Some(body) => (body, true),
+        None => (part, false),
+    };
+    if let Some(list) = elements.as_mut() {
+        list.extend(
+            body.split(',')
+                .map(str::trim)
+                .filter(|e| !e.is_empty())
+                .map(String::from),
+        );
+    }
+    if closed {
+        let mut list = elements.take().unwrap_or_default();
+        list.sort();
+        out.push(format!("\t\telements = {{ {} }}", list.join(", ")));
+    }
+}
+
+/// Write `text` to a fresh file under the target directory and return its path.
+pub fn temp_file(name: &str, text: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write temp file");
+    path
+}

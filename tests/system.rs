@@ -1,0 +1,326 @@
+//! Real-system tests: a real dockerd (Debian's docker.io 20.10), real nftables, and an outside
+//! client in its own network namespace. Each test first measures Docker's IPv6 leak without
+//! v6guard (the baseline), then applies v6guard and measures again, so a pass means v6guard
+//! closed something that was really open.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+const READY: Duration = Duration::from_secs(10);
+
+/// ICC: with ICC off, containers on one bridge cannot talk over IPv6 (default bridge, and a
+/// user network with a custom bridge name); a network with ICC on still talks.
+#[test]
+fn icc_off_blocks_ipv6_between_containers_on_one_bridge() {
+    let Some(_lock) = system_lock() else { return };
+    let _table = TableGuard::clean();
+    let snapshot: serde_json::Value =
+        serde_json::from_str(&v6guard_ok(&["snapshot"])).expect("snapshot is JSON");
+    assert_eq!(
+        snapshot["daemon"]["icc"]["value"], false,
+        "the lab dockerd must run with icc=false (scripts/lib.sh starts it so)"
+    );
+
+    let off = Network::create(
+        "v6gt-icc-off",
+        "fd76:6700:0:31::/64",
+        &[
+            "com.docker.network.bridge.enable_icc=false",
+            "com.docker.network.bridge.name=v6gticcoff0",
+        ],
+    );
+    let on = Network::create("v6gt-icc-on", "fd76:6700:0:32::/64", &[]);
+    let d1 = Container::web("v6gt-icc-d1", "bridge", &[]);
+    let d2 = Container::web("v6gt-icc-d2", "bridge", &[]);
+    let o1 = Container::web("v6gt-icc-o1", &off.name, &[]);
+    let o2 = Container::web("v6gt-icc-o2", &off.name, &[]);
+    let n1 = Container::web("v6gt-icc-n1", &on.name, &[]);
+    let n2 = Container::web("v6gt-icc-n2", &on.name, &[]);
+    let d1_v6 = d1.ipv6("bridge");
+    let o1_v6 = o1.ipv6(&off.name);
+    let n1_v6 = n1.ipv6(&on.name);
+
+    // Baseline: Docker blocks IPv4 with ICC off, and leaks IPv6.
+    assert!(
+        !d2.connects(&d1.ipv4("bridge"), 80),
+        "Docker blocks IPv4 ICC"
+    );
+    assert!(
+        eventually(READY, || d2.connects(&d1_v6, 80)),
+        "IPv6 leaks on docker0"
+    );
+    assert!(
+        eventually(READY, || o2.connects(&o1_v6, 80)),
+        "IPv6 leaks on v6gticcoff0"
+    );
+    assert!(
+        eventually(READY, || n2.connects(&n1_v6, 80)),
+        "ICC on talks"
+    );
+
+    v6guard_ok(&["apply"]);
+
+    assert!(
+        !d2.connects(&d1_v6, 80),
+        "ICC off on docker0 must block IPv6"
+    );
+    assert!(
+        !o2.connects(&o1_v6, 80),
+        "ICC off on a custom-named bridge must block IPv6"
+    );
+    assert!(n2.connects(&n1_v6, 80), "ICC on must still talk over IPv6");
+}
+
+/// Isolation: IPv6 from one Docker network to another is dropped; containers keep outbound IPv6.
+#[test]
+fn networks_are_isolated_and_keep_outbound_ipv6() {
+    let Some(_lock) = system_lock() else { return };
+    let _table = TableGuard::clean();
+    let _outside = Outside::up("v6gt-iso-out");
+    let x = Network::create("v6gt-iso-x", "fd76:6700:0:33::/64", &[]);
+    let y = Network::create("v6gt-iso-y", "fd76:6700:0:34::/64", &[]);
+    let x1 = Container::web("v6gt-iso-x1", &x.name, &[]);
+    let y1 = Container::web("v6gt-iso-y1", &y.name, &["-p", "18090:80"]);
+    let y1_v6 = y1.ipv6(&y.name);
+
+    assert!(!x1.connects(&y1.ipv4(&y.name), 80), "Docker isolates IPv4");
+    assert!(
+        eventually(READY, || x1.connects(&y1_v6, 80)),
+        "IPv6 crosses networks"
+    );
+    assert!(
+        eventually(READY, || x1.connects(OUTSIDE_ADDR, 8000)),
+        "outbound works"
+    );
+
+    v6guard_ok(&["apply"]);
+
+    assert!(!x1.connects(&y1_v6, 81), "unpublished port across networks");
+    assert!(
+        !x1.connects(&y1_v6, 80),
+        "isolation: even a published container port is not reachable from another bridge"
+    );
+    assert!(
+        x1.connects(OUTSIDE_ADDR, 8000),
+        "containers keep outbound IPv6"
+    );
+}
+
+/// Publish-only exposure from outside: published port open, unpublished closed, a binding only
+/// on 127.0.0.1 not exposed; containers and bridges v6guard has not seen yet are closed too.
+#[test]
+fn outside_reaches_only_published_ports() {
+    let Some(_lock) = system_lock() else { return };
+    let _table = TableGuard::clean();
+    let outside = Outside::up("v6gt-pub-out");
+    let net = Network::create("v6gt-pub", "fd76:6700:0:35::/64", &[]);
+    let web = Container::web(
+        "v6gt-pub-web",
+        &net.name,
+        &["-p", "18080:80", "-p", "127.0.0.1:18081:81"],
+    );
+    let quiet = Container::web("v6gt-pub-quiet", &net.name, &[]);
+    let web_v6 = web.ipv6(&net.name);
+    let quiet_v6 = quiet.ipv6(&net.name);
+
+    for (address, port) in [(&web_v6, 80), (&web_v6, 81), (&quiet_v6, 80)] {
+        assert!(
+            eventually(READY, || outside.connects(address, port)),
+            "baseline: [{address}]:{port} is reachable from outside without v6guard"
+        );
+    }
+
+    v6guard_ok(&["apply"]);
+
+    assert!(outside.connects(&web_v6, 80), "published port stays open");
+    assert!(
+        !outside.connects(&web_v6, 81),
+        "port bound only on 127.0.0.1 is not exposed"
+    );
+    assert!(
+        !outside.connects(&quiet_v6, 80),
+        "unpublished container is closed"
+    );
+
+    // Fail-closed: a container and a whole network created after apply, unknown to the
+    // installed ruleset, are closed, not open.
+    let late = Container::web("v6gt-pub-late", &net.name, &["-p", "18082:80"]);
+    let late_net = Network::create("v6gt-pub-late", "fd76:6700:0:36::/64", &[]);
+    let late2 = Container::web("v6gt-pub-late2", &late_net.name, &["-p", "18083:80"]);
+    let late_v6 = late.ipv6(&net.name);
+    let late2_v6 = late2.ipv6(&late_net.name);
+    // Prove each is up (reachable from a neighbour on its own bridge) before asserting closed.
+    assert!(eventually(READY, || web.connects(&late_v6, 80)));
+    assert!(
+        !outside.connects(&late_v6, 80),
+        "new container is closed until v6guard sees it"
+    );
+    assert!(
+        !outside.connects(&late2_v6, 80),
+        "new bridge is closed until v6guard sees it"
+    );
+
+    v6guard_ok(&["apply"]);
+    assert!(
+        outside.connects(&late_v6, 80),
+        "published once v6guard has seen it"
+    );
+    assert!(
+        outside.connects(&late2_v6, 80),
+        "published once v6guard has seen it"
+    );
+}
+
+/// `render` is exactly what `apply` installs: the rendered text loaded with `nft -f` in one
+/// throwaway namespace and `apply` run in another leave identical tables, and the table block
+/// of the rendered text is what `nft list` prints.
+#[test]
+fn render_is_exactly_what_apply_installs() {
+    let Some(_lock) = system_lock() else { return };
+    let net = Network::create(
+        "v6gt-render",
+        "fd76:6700:0:37::/64",
+        &["com.docker.network.bridge.enable_icc=false"],
+    );
+    let _web = Container::web(
+        "v6gt-render-web",
+        &net.name,
+        &["-p", "18084:80", "-p", "18085:81/udp"],
+    );
+    let _ranged = Container::web(
+        "v6gt-render-range",
+        &net.name,
+        &["-p", "18100-18109:18100-18109"],
+    );
+    let snapshot = temp_file("render-live.json", &v6guard_ok(&["snapshot"]));
+    assert_render_matches_apply(&snapshot, "live");
+
+    let big = temp_file("render-big.json", &big_snapshot_json(1000, 10));
+    assert_render_matches_apply(&big, "1000x10");
+}
+
+fn assert_render_matches_apply(snapshot: &std::path::Path, label: &str) {
+    let snapshot = snapshot.to_str().expect("utf-8 path");
+    let rendered = v6guard_ok(&["render", "--snapshot", snapshot]);
+    let script = temp_file(&format!("render-{label}.nft"), &rendered);
+
+    let applied_ns = Netns::new("v6gt-applied");
+    let loaded_ns = Netns::new("v6gt-loaded");
+    let apply = applied_ns.exec(v6guard_bin(), &["apply", "--snapshot", snapshot]);
+    assert!(
+        apply.status.success(),
+        "apply: {}",
+        String::from_utf8_lossy(&apply.stderr)
+    );
+    let load = loaded_ns.exec("nft", &["-f", script.to_str().expect("utf-8 path")]);
+    assert!(
+        load.status.success(),
+        "nft -f: {}",
+        String::from_utf8_lossy(&load.stderr)
+    );
+
+    let applied = list_table(Some(&applied_ns)).expect("apply installed the table");
+    let loaded = list_table(Some(&loaded_ns)).expect("nft -f installed the table");
+    assert_eq!(
+        normalize_listing(&applied),
+        normalize_listing(&loaded),
+        "{label}"
+    );
+
+    let table_block = &rendered[rendered.find("table ip6 v6guard {").expect("table block")..];
+    assert_eq!(
+        normalize_listing(table_block),
+        normalize_listing(&applied),
+        "{label}"
+    );
+}
+
+/// A synthetic snapshot of `containers` containers with `ports` published ports each.
+fn big_snapshot_json(containers: usize, ports: u16) -> String {
+    let base: serde_json::Value =
+        serde_json::from_str(&v6guard_ok(&["snapshot"])).expect("snapshot is JSON");
+    let mut snapshot = base;
+    snapshot["networks"] = serde_json::json!([{
+        "id": "bigbigbigbig0000", "name": "big", "bridge": "br-bigbigbigbig",
+        "ipv6_enabled": true, "ipv6_subnets": ["fd76:6700:0:38::/64"],
+        "icc": false, "masquerade": true, "internal": false
+    }]);
+    snapshot["containers"] = (0..containers)
+        .map(|i| {
+            let ports: Vec<serde_json::Value> = (0..ports)
+                .map(|p| {
+                    let protocol = ["tcp", "udp", "sctp"][usize::from(p) % 3];
+                    serde_json::json!({
+                        "protocol": protocol,
+                        "container_port": 8000 + p, "host_ip": "::", "host_port": 20000 + p
+                    })
+                })
+                .collect();
+            serde_json::json!({
+                "id": format!("c{i}"), "name": format!("c{i:04}"), "labels": {},
+                "endpoints": [{"network_id": "bigbigbigbig0000", "network_name": "big",
+                               "ipv4": null, "ipv6": format!("fd76:6700:0:38::{:x}", i + 2)}],
+                "ports": ports
+            })
+        })
+        .collect();
+    snapshot.to_string()
+}
+
+/// Stand down: when daemon.json turns ip6tables on, apply refuses and changes nothing;
+/// --force installs anyway.
+#[test]
+fn apply_stands_down_when_docker_manages_ipv6() {
+    let Some(_lock) = system_lock() else { return };
+    let _table = TableGuard::clean();
+    let daemon_json = temp_file(
+        "daemon-ip6tables.json",
+        r#"{"ipv6": true, "ip6tables": true, "experimental": true}"#,
+    );
+    let path = daemon_json.to_str().expect("utf-8 path");
+
+    let refused = v6guard(&["apply", "--daemon-json", path]);
+    assert_eq!(
+        refused.status.code(),
+        Some(3),
+        "exit code 3 means stood down"
+    );
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        message.contains("ip6tables") && message.contains(path),
+        "{message}"
+    );
+    assert!(list_table(None).is_none(), "nothing installed");
+
+    v6guard_ok(&["apply", "--daemon-json", path, "--force"]);
+    assert!(list_table(None).is_some(), "--force installs");
+}
+
+/// Cleanup removes exactly v6guard's ip6 tables and nothing else (checked in a throwaway
+/// namespace, where foreign tables can be created safely).
+#[test]
+fn cleanup_removes_only_v6guard_tables() {
+    let Some(_lock) = system_lock() else { return };
+    let ns = Netns::new("v6gt-cleanup");
+    let script = temp_file(
+        "cleanup.nft",
+        "table ip6 v6guard {}\ntable ip6 v6guard-old {}\ntable ip v6guard {}\ntable ip6 other {}\n",
+    );
+    let load = ns.exec("nft", &["-f", script.to_str().expect("utf-8 path")]);
+    assert!(load.status.success());
+
+    let out = ns.exec(v6guard_bin(), &["cleanup"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let listed = String::from_utf8_lossy(&ns.exec("nft", &["list", "tables"]).stdout).into_owned();
+    let mut tables: Vec<&str> = listed.lines().collect();
+    tables.sort();
+    assert_eq!(tables, vec!["table ip v6guard", "table ip6 other"]);
+}
