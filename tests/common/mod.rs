@@ -24,14 +24,28 @@ pub const OUTSIDE_ADDR: &str = "2001:db8:76::2";
 
 static SYSTEM: Mutex<()> = Mutex::new(());
 
-/// Serialise real-system tests and check prerequisites. `None` only when skipping on purpose.
-pub fn system_lock() -> Option<MutexGuard<'static, ()>> {
+/// Cross-process lock file: test binaries (and people running tests side by side) share one
+/// dockerd and one host `ip6 v6guard` table.
+const LOCK_FILE: &str = "/run/v6guard-tests.lock";
+
+/// Holds the in-process mutex and the cross-process file lock for one real-system test.
+pub struct SystemLock {
+    _file: std::fs::File,
+    _guard: MutexGuard<'static, ()>,
+}
+
+/// Serialise real-system tests (within this binary and across processes) and check
+/// prerequisites. `None` only when skipping on purpose.
+pub fn system_lock() -> Option<SystemLock> {
     let guard = SYSTEM
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     let missing = missing_prerequisite();
     match missing {
-        None => Some(guard),
+        None => Some(SystemLock {
+            _file: lock_file(),
+            _guard: guard,
+        }),
         Some(what) => {
             let in_ci = std::env::var_os("CI").is_some();
             let skip = std::env::var("V6GUARD_SKIP_SYSTEM_TESTS").as_deref() == Ok("1");
@@ -46,6 +60,20 @@ pub fn system_lock() -> Option<MutexGuard<'static, ()>> {
             }
         }
     }
+}
+
+fn lock_file() -> std::fs::File {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(LOCK_FILE)
+        .unwrap_or_else(|e| panic!("cannot open {LOCK_FILE}: {e}"));
+    // SAFETY: flock on an open file descriptor; blocks until the lock is ours.
+    let result = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+    assert_eq!(result, 0, "flock {LOCK_FILE}");
+    file
 }
 
 fn missing_prerequisite() -> Option<String> {
