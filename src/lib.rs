@@ -4,6 +4,9 @@
 //! [`plan::plan`] turns it into a [`ruleset::Ruleset`] without any I/O; `nft::render` prints
 //! that ruleset (the dry run) and `nft::netlink` installs it atomically (apply).
 
+pub mod audit;
+pub mod config;
+pub mod daemon;
 pub mod docker;
 pub mod host;
 pub mod nft;
@@ -12,3 +15,6 @@ pub mod read;
 pub mod ruleset;
 pub mod settings;
 pub mod snapshot;
+
+#[cfg(test)]
+mod testing;
