@@ -5,9 +5,10 @@
 //! vocabulary is deliberately small (a handful of matches and verdicts) so that both backends
 //! can express every piece identically, which is what makes the dry run honest.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
 
+use ipnet::Ipv6Net;
 use serde::Serialize;
 
 use crate::snapshot::Protocol;
@@ -18,15 +19,23 @@ pub const TABLE_PREFIX: &str = "v6guard";
 /// The table v6guard installs today (family `ip6`).
 pub const TABLE_NAME: &str = "v6guard";
 
-/// The named set of (container IPv6 address, protocol, container port) reachable from outside.
+/// Named sets and maps v6guard installs.
 pub const PUBLISHED_SET: &str = "published";
+pub const LINKS_SET: &str = "links";
+pub const DNAT_ANY_MAP: &str = "dnat-any";
+pub const DNAT_HOST_MAP: &str = "dnat-host";
+/// Container ports reachable only from some sources (policy `allow_from`).
+pub const RESTRICTED_SET: &str = "restricted";
 
 /// One nftables table of family `ip6`, replaced as a whole on every apply.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Ruleset {
     pub table: String,
-    pub sets: Vec<ServiceSet>,
+    pub sets: Vec<NamedSet>,
     pub chains: Vec<Chain>,
+    /// The rules filter traffic bridged between two ports of one bridge (ICC off), which the
+    /// ip6 hooks only see with `net.bridge.bridge-nf-call-ip6tables=1`. Apply turns it on.
+    pub needs_bridge_netfilter: bool,
 }
 
 impl Ruleset {
@@ -35,26 +44,116 @@ impl Ruleset {
         self.chains.iter().map(|c| c.rules.len()).sum()
     }
 
-    /// Number of set elements across all sets.
+    /// Number of elements across all sets and maps.
     pub fn element_count(&self) -> usize {
         self.sets.iter().map(|s| s.elements.len()).sum()
     }
+
+    pub fn set(&self, name: &str) -> Option<&NamedSet> {
+        self.sets.iter().find(|s| s.name == name)
+    }
 }
 
-/// A named set keyed by `ipv6_addr . inet_proto . inet_service`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ServiceSet {
-    pub name: String,
-    /// Sorted, so that render output is stable.
-    pub elements: BTreeSet<Service>,
+/// The types a set key or map value is concatenated from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum FieldType {
+    /// `ipv6_addr`
+    Address,
+    /// `ipv6_addr` holding a range (a prefix); only in interval sets.
+    Prefix,
+    /// `inet_proto`
+    Protocol,
+    /// `inet_service`
+    Port,
 }
 
-/// One (address, protocol, port) key: a container port reachable on a container address.
+/// One value of a concatenated key or map value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-pub struct Service {
-    pub address: Ipv6Addr,
-    pub protocol: Protocol,
-    pub port: u16,
+pub enum Field {
+    Address(Ipv6Addr),
+    /// A range of addresses; only in interval sets.
+    Prefix(Ipv6Net),
+    Protocol(Protocol),
+    Port(u16),
+}
+
+impl Field {
+    pub fn field_type(self) -> FieldType {
+        match self {
+            Field::Address(_) => FieldType::Address,
+            Field::Prefix(_) => FieldType::Prefix,
+            Field::Protocol(_) => FieldType::Protocol,
+            Field::Port(_) => FieldType::Port,
+        }
+    }
+}
+
+/// A named set (no value types) or map (with value types), keyed by a concatenation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NamedSet {
+    pub name: String,
+    pub key: Vec<FieldType>,
+    /// `flags interval`: elements may hold prefixes (`Field::Prefix`).
+    pub interval: bool,
+    /// Value types for a map; empty for a set.
+    pub value: Vec<FieldType>,
+    /// Key -> value (empty for a set). Sorted, so render output is stable; a map holds one
+    /// value per key by construction.
+    pub elements: BTreeMap<Vec<Field>, Vec<Field>>,
+}
+
+impl NamedSet {
+    pub fn set(name: &str, key: Vec<FieldType>) -> Self {
+        NamedSet {
+            name: name.to_string(),
+            key,
+            interval: false,
+            value: Vec::new(),
+            elements: BTreeMap::new(),
+        }
+    }
+
+    /// A set whose elements may hold prefixes.
+    pub fn interval_set(name: &str, key: Vec<FieldType>) -> Self {
+        NamedSet {
+            interval: true,
+            ..NamedSet::set(name, key)
+        }
+    }
+
+    pub fn map(name: &str, key: Vec<FieldType>, value: Vec<FieldType>) -> Self {
+        NamedSet {
+            value,
+            ..NamedSet::set(name, key)
+        }
+    }
+
+    pub fn is_map(&self) -> bool {
+        !self.value.is_empty()
+    }
+}
+
+/// A packet field a lookup or a NAT map reads, in concatenation order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum PacketField {
+    /// `ip6 saddr`
+    SourceAddress,
+    /// `ip6 daddr`
+    DestinationAddress,
+    /// `meta l4proto`
+    Protocol,
+    /// `th dport`
+    DestinationPort,
+}
+
+impl PacketField {
+    pub fn field_type(self) -> FieldType {
+        match self {
+            PacketField::SourceAddress | PacketField::DestinationAddress => FieldType::Address,
+            PacketField::Protocol => FieldType::Protocol,
+            PacketField::DestinationPort => FieldType::Port,
+        }
+    }
 }
 
 /// A chain; base chains are attached to a netfilter hook.
@@ -65,30 +164,37 @@ pub struct Chain {
     pub rules: Vec<Rule>,
 }
 
-/// The netfilter hook of a base chain. Only `filter` chains on `forward` with policy accept
-/// are used today: v6guard only ever drops; its accepts just end its own evaluation.
+/// The netfilter hook of a base chain. Every base chain has policy accept: v6guard's filter
+/// only ever drops (its accepts just end its own evaluation), and its NAT chains only
+/// translate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Hook {
     /// `type filter hook forward priority filter; policy accept;`
     ForwardFilter,
+    /// `type nat hook prerouting priority dstnat; policy accept;`
+    PreroutingNat,
+    /// `type nat hook output priority -100; policy accept;`
+    OutputNat,
+    /// `type nat hook postrouting priority srcnat; policy accept;`
+    PostroutingNat,
 }
 
-/// One rule: all matches must hold, then the optional counter, then the verdict.
+/// One rule: all matches must hold, then the optional counter, then the action.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Rule {
     pub matches: Vec<Match>,
     pub counter: bool,
-    pub verdict: Verdict,
+    pub action: Action,
     /// Shown by `nft list` and `render`; says why the rule exists.
     pub comment: Option<String>,
 }
 
 impl Rule {
-    pub fn new(matches: Vec<Match>, verdict: Verdict) -> Self {
+    pub fn new(matches: Vec<Match>, action: Action) -> Self {
         Rule {
             matches,
             counter: false,
-            verdict,
+            action,
             comment: None,
         }
     }
@@ -114,12 +220,25 @@ pub enum Match {
     InInterface(InterfaceName),
     /// `oifname NAME` (exact) or `oifname "PREFIX*"`.
     OutInterface(InterfaceName),
+    /// `oifname != NAME`.
+    OutInterfaceNot(InterfaceName),
     /// `ct state established,related`.
     EstablishedOrRelated,
+    /// `ct status dnat`: the connection's destination was translated.
+    Dnatted,
     /// `icmpv6 type T`.
     Icmpv6Type(Icmpv6Type),
-    /// `ip6 daddr . meta l4proto . th dport @SET`.
-    DestinationServiceIn(String),
+    /// `ip6 saddr PREFIX`.
+    SourceIn(Ipv6Net),
+    /// `ip6 daddr != ADDR`.
+    DestinationNot(Ipv6Addr),
+    /// `fib daddr type local`: addressed to this host.
+    DestinationLocal,
+    /// `FIELD . FIELD ... @SET`.
+    Lookup {
+        fields: Vec<PacketField>,
+        set: String,
+    },
 }
 
 /// An interface name match; `Prefix` is nft's trailing-`*` wildcard.
@@ -156,12 +275,22 @@ impl Icmpv6Type {
     }
 }
 
-/// What happens when a rule matches.
+/// What a rule does when it matches: a verdict or a NAT statement.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub enum Verdict {
+pub enum Action {
     Accept,
     Drop,
     Jump(String),
+    Return,
+    /// `masquerade`
+    Masquerade,
+    /// `snat to ADDR`
+    Snat(Ipv6Addr),
+    /// `dnat ip6 to FIELD . FIELD ... map @MAP` (the map's values are address . port).
+    DnatMap {
+        fields: Vec<PacketField>,
+        map: String,
+    },
 }
 
 /// Longest comment kept, in bytes (the kernel's limit is 128 including the final NUL).
@@ -189,9 +318,9 @@ mod tests {
 
     #[test]
     fn comments_are_quoted_safely_and_bounded() {
-        let rule = Rule::new(vec![], Verdict::Accept).comment("a \"quoted\"\nname");
+        let rule = Rule::new(vec![], Action::Accept).comment("a \"quoted\"\nname");
         assert_eq!(rule.comment.as_deref(), Some("a _quoted__name"));
-        let long = Rule::new(vec![], Verdict::Accept).comment("x".repeat(500));
+        let long = Rule::new(vec![], Action::Accept).comment("x".repeat(500));
         assert_eq!(long.comment.map(|c| c.len()), Some(MAX_COMMENT_BYTES));
     }
 }

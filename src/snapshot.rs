@@ -134,6 +134,18 @@ pub struct Network {
     pub masquerade: bool,
     /// `docker network create --internal`.
     pub internal: bool,
+    /// `com.docker.network.host_ipv6`: the source address for outbound IPv6 (SNAT instead of
+    /// masquerade).
+    #[serde(default)]
+    pub host_ipv6: Option<Ipv6Addr>,
+}
+
+impl Network {
+    /// Whether `subnet` is a unique local prefix (fc00::/7), which is not routable on the
+    /// Internet and so wants NAT66 by default.
+    pub fn is_ula(subnet: &Ipv6Net) -> bool {
+        (subnet.addr().octets()[0] & 0xfe) == 0xfc
+    }
 }
 
 /// A transport protocol Docker can publish.
@@ -222,6 +234,20 @@ pub struct Container {
     pub labels: std::collections::BTreeMap<String, String>,
     pub endpoints: Vec<Endpoint>,
     pub ports: Vec<PortBinding>,
+    /// Every port the container exposes (`EXPOSE`, `--expose`, and published ones).
+    #[serde(default)]
+    pub exposed: Vec<ExposedPort>,
+    /// Containers this one links to (`--link`), by name: with ICC off, the parent may reach
+    /// each child's exposed ports.
+    #[serde(default)]
+    pub links: Vec<String>,
+}
+
+/// A port a container exposes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ExposedPort {
+    pub protocol: Protocol,
+    pub port: u16,
 }
 
 impl Snapshot {

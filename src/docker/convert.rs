@@ -8,11 +8,12 @@ use bollard::models::{ContainerSummary, Network as ApiNetwork, PortSummaryTypeEn
 use ipnet::Ipv6Net;
 use tracing::warn;
 
-use crate::snapshot::{Container, Endpoint, Network, PortBinding, Protocol};
+use crate::snapshot::{Container, Endpoint, ExposedPort, Network, PortBinding, Protocol};
 
 const OPT_BRIDGE_NAME: &str = "com.docker.network.bridge.name";
 const OPT_ENABLE_ICC: &str = "com.docker.network.bridge.enable_icc";
 const OPT_ENABLE_MASQUERADE: &str = "com.docker.network.bridge.enable_ip_masquerade";
+const OPT_HOST_IPV6: &str = "com.docker.network.host_ipv6";
 
 /// A bridge network from `GET /networks`; `None` for other drivers or a network without an ID.
 pub fn network_from_api(api: &ApiNetwork) -> Option<Network> {
@@ -41,7 +42,15 @@ pub fn network_from_api(api: &ApiNetwork) -> Option<Network> {
             }
         })
         .collect();
+    let host_ipv6 = options.get(OPT_HOST_IPV6).and_then(|text| match text.parse() {
+        Ok(address) => Some(address),
+        Err(_) => {
+            warn!(network = %name, value = %text, "ignoring {OPT_HOST_IPV6}: not an IPv6 address");
+            None
+        }
+    });
     Some(Network {
+        host_ipv6,
         icc: option_flag(&options, OPT_ENABLE_ICC, &name),
         masquerade: option_flag(&options, OPT_ENABLE_MASQUERADE, &name),
         internal: api.internal.unwrap_or(false),
@@ -106,12 +115,7 @@ pub fn container_from_summary(api: &ContainerSummary) -> Option<Container> {
         .flatten()
         .filter_map(|port| {
             let host_port = port.public_port?;
-            let protocol = match port.typ {
-                Some(PortSummaryTypeEnum::TCP) => Protocol::Tcp,
-                Some(PortSummaryTypeEnum::UDP) => Protocol::Udp,
-                Some(PortSummaryTypeEnum::SCTP) => Protocol::Sctp,
-                _ => return None,
-            };
+            let protocol = port_protocol(port.typ)?;
             let host_ip = match port.ip.as_deref() {
                 None | Some("") => None,
                 Some(text) => Some(text.parse::<IpAddr>().ok()?),
@@ -126,13 +130,39 @@ pub fn container_from_summary(api: &ContainerSummary) -> Option<Container> {
         .collect();
     ports.sort();
     ports.dedup();
+    // Every listed port is exposed, published or not; the list carries exposed-only ports
+    // without a PublicPort.
+    let mut exposed: Vec<ExposedPort> = api
+        .ports
+        .iter()
+        .flatten()
+        .filter_map(|port| {
+            Some(ExposedPort {
+                protocol: port_protocol(port.typ)?,
+                port: port.private_port,
+            })
+        })
+        .collect();
+    exposed.sort();
+    exposed.dedup();
     Some(Container {
         id,
         name,
         labels,
         endpoints,
         ports,
+        exposed,
+        links: Vec::new(),
     })
+}
+
+fn port_protocol(typ: Option<PortSummaryTypeEnum>) -> Option<Protocol> {
+    match typ {
+        Some(PortSummaryTypeEnum::TCP) => Some(Protocol::Tcp),
+        Some(PortSummaryTypeEnum::UDP) => Some(Protocol::Udp),
+        Some(PortSummaryTypeEnum::SCTP) => Some(Protocol::Sctp),
+        _ => None,
+    }
 }
 
 fn parse_address<T: std::str::FromStr>(text: Option<&str>) -> Option<T> {

@@ -2,19 +2,26 @@
 //!
 //! Every expression is emitted the way `nft` itself compiles the matching text in
 //! `render.rs` (same registers, same data lengths), so the kernel holds the same objects
-//! whichever way the ruleset was loaded. The batch replaces v6guard's table atomically:
-//! add table (so the delete cannot fail), delete table, add table, then its contents.
+//! whichever way the ruleset was loaded. nftnl's typed expressions always use register 1 and
+//! lack fib, maps and NAT from registers, so matches are built from one small raw-expression
+//! type ([`RawExpr`]) over nftnl-sys; only verdicts, counters and masquerade use nftnl's own.
+//!
+//! The batch replaces v6guard's table atomically: add table (so the delete cannot fail),
+//! delete table, add table, then its sets, chains and rules.
 
-use std::ffi::{CStr, CString};
+use std::ffi::{CStr, CString, c_void};
 use std::ptr::NonNull;
 
-use nftnl::expr::{Cmp, CmpOp, Expression, Meta, Payload, TransportHeaderField};
+use ipnet::Ipv6Net;
+use nftnl::expr::{Expression, Masquerade};
 use nftnl::set::{Set, SetKey};
 use nftnl::{Batch, FinalizedBatch, MsgType, ProtoFamily, Table, nft_expr, nftnl_sys as sys};
 
 use super::NftError;
+use super::layout::{Bound, concat_bytes, concat_len, concat_type, field_len, registers};
 use crate::ruleset::{
-    Hook, Icmpv6Type, InterfaceName, Match, Rule, Ruleset, Service, ServiceSet, Verdict,
+    Action, Field, FieldType, Hook, Icmpv6Type, InterfaceName, Match, NamedSet, PacketField, Rule,
+    Ruleset,
 };
 
 /// Kernel interface names are at most 15 bytes plus NUL; nft compares all 16.
@@ -31,22 +38,25 @@ pub fn build_batch(ruleset: &Ruleset) -> Result<FinalizedBatch, NftError> {
 
     let mut sets = Vec::new();
     for (index, set) in ruleset.sets.iter().enumerate() {
-        let name = c_string(&set.name)?;
         let id = u32::try_from(index).unwrap_or(u32::MAX);
-        let mut nft_set = Set::<ServiceKey>::new_named(&name, id, &table, ProtoFamily::Ipv6);
-        add_elements(&mut nft_set, set);
+        let nft_set = build_set(set, id, &table)?;
         batch.add(&nft_set, MsgType::Add);
         batch.add_iter(nft_set.elems_iter(), MsgType::Add);
-        sets.push(nft_set);
+        sets.push(SetRef {
+            name: &set.name,
+            id,
+            interval: set.interval,
+        });
     }
 
     // Regular chains must exist before a rule jumps to them: add all chains first.
     let mut chains = Vec::new();
     for chain in &ruleset.chains {
         let mut nft_chain = nftnl::Chain::new(c_string(&chain.name)?, &table);
-        if let Some(Hook::ForwardFilter) = chain.hook {
-            nft_chain.set_hook(nftnl::Hook::Forward, 0);
-            nft_chain.set_type(nftnl::ChainType::Filter);
+        if let Some(hook) = chain.hook {
+            let (nft_hook, chain_type, priority) = hook_parts(hook);
+            nft_chain.set_hook(nft_hook, priority);
+            nft_chain.set_type(chain_type);
             nft_chain.set_policy(nftnl::Policy::Accept);
         }
         batch.add(&nft_chain, MsgType::Add);
@@ -59,6 +69,17 @@ pub fn build_batch(ruleset: &Ruleset) -> Result<FinalizedBatch, NftError> {
         }
     }
     Ok(batch.finalize())
+}
+
+/// Hook, chain type and priority, as nft's `priority filter` (0), `dstnat` (-100) and
+/// `srcnat` (100).
+fn hook_parts(hook: Hook) -> (nftnl::Hook, nftnl::ChainType, i32) {
+    match hook {
+        Hook::ForwardFilter => (nftnl::Hook::Forward, nftnl::ChainType::Filter, 0),
+        Hook::PreroutingNat => (nftnl::Hook::PreRouting, nftnl::ChainType::Nat, -100),
+        Hook::OutputNat => (nftnl::Hook::Out, nftnl::ChainType::Nat, -100),
+        Hook::PostroutingNat => (nftnl::Hook::PostRouting, nftnl::ChainType::Nat, 100),
+    }
 }
 
 /// Send a finalized batch and wait for the kernel's verdict on every message.
@@ -131,55 +152,133 @@ fn grow_send_buffer(socket: &mnl::Socket, batch_len: usize) -> std::io::Result<(
     Ok(())
 }
 
-/// Key of the `published` set: `ipv6_addr . inet_proto . inet_service`. Each field is padded
-/// to a 4-byte register boundary, as nft lays out concatenations.
-struct ServiceKey(Service);
+/// What a rule needs to know about a set it looks up.
+struct SetRef<'a> {
+    name: &'a str,
+    /// The set's id within this batch (a lookup may name a set created in the same batch).
+    id: u32,
+    interval: bool,
+}
 
-impl SetKey for ServiceKey {
-    /// nft's concatenated type id: (ipv6_addr = 8) << 12 | (inet_proto = 12) << 6 | (inet_service = 13).
-    const TYPE: u32 = (8 << 12) | (12 << 6) | 13;
-    const LEN: u32 = 24;
+/// nftnl's `Set` wants a compile-time key type; v6guard's keys are concatenations chosen at
+/// run time, so the set is created with this placeholder and its key attributes set after.
+struct ConcatKey;
+
+impl SetKey for ConcatKey {
+    const TYPE: u32 = 0;
+    const LEN: u32 = 0;
 
     fn data(&self) -> Box<[u8]> {
-        service_key_bytes(&self.0).to_vec().into_boxed_slice()
+        Box::new([])
     }
 }
 
-fn service_key_bytes(service: &Service) -> [u8; 24] {
-    let mut key = [0u8; 24];
-    key[..16].copy_from_slice(&service.address.octets());
-    key[16] = service.protocol.number();
-    key[20..22].copy_from_slice(&service.port.to_be_bytes());
-    key
+fn build_set<'a>(
+    set: &NamedSet,
+    id: u32,
+    table: &'a Table,
+) -> Result<Set<'a, ConcatKey>, NftError> {
+    let name = c_string(&set.name)?;
+    let nft_set = Set::<ConcatKey>::new_named(&name, id, table, ProtoFamily::Ipv6);
+    let raw = nft_set.as_ptr().as_ptr();
+    // An interval concatenation (nft's pipapo sets) is flagged as such, with each field's
+    // length, as nft describes it.
+    const NFT_SET_CONCAT: u32 = 0x80;
+    let mut flags = 0;
+    if set.interval {
+        flags |= libc::NFT_SET_INTERVAL as u32 | NFT_SET_CONCAT;
+    }
+    if set.is_map() {
+        flags |= libc::NFT_SET_MAP as u32;
+    }
+    let field_lengths: Vec<u8> = set.key.iter().map(|f| field_len(*f) as u8).collect();
+    // SAFETY: `raw` is the live nftnl_set owned by `nft_set`; the attributes are ones libnftnl
+    // defines for sets, and it copies the data.
+    unsafe {
+        sys::nftnl_set_set_u32(raw, sys::NFTNL_SET_KEY_TYPE as u16, concat_type(&set.key));
+        sys::nftnl_set_set_u32(raw, sys::NFTNL_SET_KEY_LEN as u16, concat_len(&set.key));
+        if flags != 0 {
+            sys::nftnl_set_set_u32(raw, sys::NFTNL_SET_FLAGS as u16, flags);
+        }
+        if set.interval {
+            sys::nftnl_set_set_data(
+                raw,
+                sys::NFTNL_SET_DESC_CONCAT as u16,
+                field_lengths.as_ptr() as *const c_void,
+                field_lengths.len() as u32,
+            );
+        }
+        if set.is_map() {
+            sys::nftnl_set_set_u32(
+                raw,
+                sys::NFTNL_SET_DATA_TYPE as u16,
+                concat_type(&set.value),
+            );
+            sys::nftnl_set_set_u32(raw, sys::NFTNL_SET_DATA_LEN as u16, concat_len(&set.value));
+        }
+    }
+    attach_elements(
+        &nft_set,
+        set.interval,
+        set.elements
+            .iter()
+            .map(|(key, value)| (key, Some(value).filter(|v| !v.is_empty()))),
+    );
+    Ok(nft_set)
 }
 
-fn add_elements(nft_set: &mut Set<'_, ServiceKey>, set: &ServiceSet) {
-    for service in &set.elements {
-        nft_set.add(&ServiceKey(*service));
+/// Put elements (key, and value for maps) into an nftnl set object, as nft encodes them: an
+/// interval set's elements carry their range's end too. Shared with `incremental`, whose
+/// element deltas must be encoded exactly like a full apply's.
+pub(super) fn attach_elements<'e, K>(
+    set: &Set<'_, K>,
+    interval: bool,
+    elements: impl Iterator<Item = (&'e Vec<Field>, Option<&'e Vec<Field>>)>,
+) {
+    let raw = set.as_ptr().as_ptr();
+    for (key, value) in elements {
+        let mut attributes = vec![(sys::NFTNL_SET_ELEM_KEY, concat_bytes(key, Bound::Start))];
+        if interval {
+            attributes.push((sys::NFTNL_SET_ELEM_KEY_END, concat_bytes(key, Bound::End)));
+        }
+        if let Some(value) = value {
+            attributes.push((sys::NFTNL_SET_ELEM_DATA, concat_bytes(value, Bound::Start)));
+        }
+        // SAFETY: `raw` is the live set owned by `set`; the element is allocated here and
+        // handed to the set, which frees it; libnftnl copies the attribute bytes.
+        unsafe {
+            let elem = sys::nftnl_set_elem_alloc();
+            if elem.is_null() {
+                std::process::abort();
+            }
+            for (attribute, bytes) in &attributes {
+                sys::nftnl_set_elem_set(
+                    elem,
+                    *attribute as u16,
+                    bytes.as_ptr() as *const c_void,
+                    bytes.len() as u32,
+                );
+            }
+            sys::nftnl_set_elem_add(raw, elem);
+        }
     }
 }
 
 fn build_rule<'a>(
     rule: &Rule,
     chain: &'a nftnl::Chain<'a>,
-    sets: &[Set<'_, ServiceKey>],
+    sets: &[SetRef<'_>],
 ) -> Result<nftnl::Rule<'a>, NftError> {
     let mut nft_rule = nftnl::Rule::new(chain);
     for m in &rule.matches {
-        add_match(&mut nft_rule, m, sets)?;
+        for expr in match_exprs(m, sets)? {
+            nft_rule.add_expr(&expr);
+        }
     }
     if rule.counter {
         nft_rule.add_expr(&nft_expr!(counter));
     }
-    match &rule.verdict {
-        Verdict::Accept => nft_rule.add_expr(&nft_expr!(verdict accept)),
-        Verdict::Drop => nft_rule.add_expr(&nft_expr!(verdict drop)),
-        Verdict::Jump(target) => {
-            nft_rule.add_expr(&nftnl::expr::Verdict::Jump {
-                chain: c_string(target)?,
-            });
-        }
-    }
+    add_action(&mut nft_rule, &rule.action, sets)?;
     if let Some(comment) = &rule.comment {
         nft_rule
             .set_comment(c_string(comment)?)
@@ -188,41 +287,99 @@ fn build_rule<'a>(
     Ok(nft_rule)
 }
 
-fn add_match(
+fn add_action(
     rule: &mut nftnl::Rule<'_>,
-    m: &Match,
-    sets: &[Set<'_, ServiceKey>],
+    action: &Action,
+    sets: &[SetRef<'_>],
 ) -> Result<(), NftError> {
-    match m {
-        Match::InInterface(name) => {
-            rule.add_expr(&Meta::IifName);
-            rule.add_expr(&interface_cmp(name)?);
+    use nftnl::expr::Verdict;
+    match action {
+        Action::Accept => rule.add_expr(&Verdict::Accept),
+        Action::Drop => rule.add_expr(&Verdict::Drop),
+        Action::Return => rule.add_expr(&Verdict::Return),
+        Action::Jump(target) => rule.add_expr(&Verdict::Jump {
+            chain: c_string(target)?,
+        }),
+        Action::Masquerade => rule.add_expr(&Masquerade),
+        Action::Snat(address) => {
+            rule.add_expr(&RawExpr::immediate(
+                libc::NFT_REG_1 as u32,
+                &address.octets(),
+            ));
+            rule.add_expr(&RawExpr::nat(
+                libc::NFT_NAT_SNAT as u32,
+                libc::NFT_REG_1 as u32,
+                None,
+            ));
         }
-        Match::OutInterface(name) => {
-            rule.add_expr(&Meta::OifName);
-            rule.add_expr(&interface_cmp(name)?);
-        }
-        Match::EstablishedOrRelated => {
-            let states = nftnl::expr::ct::States::ESTABLISHED | nftnl::expr::ct::States::RELATED;
-            rule.add_expr(&nft_expr!(ct state));
-            rule.add_expr(&nft_expr!(bitwise mask states.bits(), xor 0u32));
-            rule.add_expr(&nft_expr!(cmp != 0u32));
-        }
-        Match::Icmpv6Type(t) => add_icmpv6_type(rule, *t),
-        Match::DestinationServiceIn(set_name) => {
-            let set = sets
-                .iter()
-                .find(|s| s.get_name().to_bytes() == set_name.as_bytes())
-                .ok_or_else(|| NftError::Name(set_name.clone()))?;
-            add_service_lookup(rule, set);
+        Action::DnatMap { fields, map } => {
+            for expr in lookup_exprs(fields, map, sets, Some(libc::NFT_REG_1 as u32))? {
+                rule.add_expr(&expr);
+            }
+            // The map's value is address . port: the address lands in register 1, the port
+            // in the next slot (register 2), as nft lays it out.
+            let value = registers(&[FieldType::Address, FieldType::Port]);
+            rule.add_expr(&RawExpr::nat(
+                libc::NFT_NAT_DNAT as u32,
+                value[0],
+                Some(value[1]),
+            ));
         }
     }
     Ok(())
 }
 
+fn match_exprs(m: &Match, sets: &[SetRef<'_>]) -> Result<Vec<RawExpr>, NftError> {
+    let reg1 = libc::NFT_REG_1 as u32;
+    Ok(match m {
+        Match::InInterface(name) => vec![
+            RawExpr::meta(libc::NFT_META_IIFNAME as u32, reg1),
+            interface_cmp(libc::NFT_CMP_EQ as u32, name)?,
+        ],
+        Match::OutInterface(name) => vec![
+            RawExpr::meta(libc::NFT_META_OIFNAME as u32, reg1),
+            interface_cmp(libc::NFT_CMP_EQ as u32, name)?,
+        ],
+        Match::OutInterfaceNot(name) => vec![
+            RawExpr::meta(libc::NFT_META_OIFNAME as u32, reg1),
+            interface_cmp(libc::NFT_CMP_NEQ as u32, name)?,
+        ],
+        Match::EstablishedOrRelated => {
+            let states = nftnl::expr::ct::States::ESTABLISHED | nftnl::expr::ct::States::RELATED;
+            ct_bits(libc::NFT_CT_STATE as u32, states.bits())
+        }
+        Match::Dnatted => ct_bits(
+            libc::NFT_CT_STATUS as u32,
+            nftnl::expr::ct::ConntrackStatus::DST_NAT.bits(),
+        ),
+        Match::Icmpv6Type(t) => icmpv6_type(*t),
+        Match::SourceIn(net) => source_prefix(net)?,
+        Match::DestinationNot(address) => vec![
+            RawExpr::payload(
+                libc::NFT_PAYLOAD_NETWORK_HEADER as u32,
+                IPV6_DADDR_OFFSET,
+                16,
+                reg1,
+            ),
+            RawExpr::cmp(libc::NFT_CMP_NEQ as u32, &address.octets()),
+        ],
+        Match::DestinationLocal => vec![
+            RawExpr::fib_daddr_type(reg1),
+            RawExpr::cmp(libc::NFT_CMP_EQ as u32, &RTN_LOCAL.to_ne_bytes()),
+        ],
+        Match::Lookup { fields, set } => lookup_exprs(fields, set, sets, None)?,
+    })
+}
+
+const IPV6_SADDR_OFFSET: u32 = 8;
+const IPV6_DADDR_OFFSET: u32 = 24;
+const TH_DPORT_OFFSET: u32 = 2;
+/// The route type of an address assigned to this host.
+const RTN_LOCAL: u32 = 2;
+
 /// `iifname "docker0"` compares all 16 bytes (name NUL-padded); `iifname "br-*"` compares
 /// only the prefix bytes.
-fn interface_cmp(name: &InterfaceName) -> Result<Cmp<PrefixBytes>, NftError> {
+fn interface_cmp(op: u32, name: &InterfaceName) -> Result<RawExpr, NftError> {
     let (text, exact) = match name {
         InterfaceName::Exact(n) => (n, true),
         InterfaceName::Prefix(p) => (p, false),
@@ -233,120 +390,246 @@ fn interface_cmp(name: &InterfaceName) -> Result<Cmp<PrefixBytes>, NftError> {
     let mut data = [0u8; IFNAMSIZ];
     data[..text.len()].copy_from_slice(text.as_bytes());
     let len = if exact { IFNAMSIZ } else { text.len() };
-    Ok(Cmp::new(CmpOp::Eq, PrefixBytes { data, len }))
+    Ok(RawExpr::cmp(op, &data[..len]))
+}
+
+/// `ct state ...` / `ct status ...`: load, mask the bits, compare with zero.
+fn ct_bits(key: u32, bits: u32) -> Vec<RawExpr> {
+    let reg1 = libc::NFT_REG_1 as u32;
+    vec![
+        RawExpr::ct(key, reg1),
+        RawExpr::bitwise(&bits.to_ne_bytes(), &0u32.to_ne_bytes()),
+        RawExpr::cmp(libc::NFT_CMP_NEQ as u32, &0u32.to_ne_bytes()),
+    ]
 }
 
 /// `icmpv6 type T`: nft adds the implicit `meta l4proto ipv6-icmp` dependency.
-fn add_icmpv6_type(rule: &mut nftnl::Rule<'_>, t: Icmpv6Type) {
-    rule.add_expr(&Meta::L4Proto);
-    rule.add_expr(&nft_expr!(cmp == libc::IPPROTO_ICMPV6 as u8));
-    rule.add_expr(&Payload::Transport(TransportHeaderField::Icmpv6(
-        nftnl::expr::Icmpv6HeaderField::Type,
-    )));
-    rule.add_expr(&nft_expr!(cmp == t.number()));
+fn icmpv6_type(t: Icmpv6Type) -> Vec<RawExpr> {
+    let reg1 = libc::NFT_REG_1 as u32;
+    vec![
+        RawExpr::meta(libc::NFT_META_L4PROTO as u32, reg1),
+        RawExpr::cmp(libc::NFT_CMP_EQ as u32, &[libc::IPPROTO_ICMPV6 as u8]),
+        RawExpr::payload(libc::NFT_PAYLOAD_TRANSPORT_HEADER as u32, 0, 1, reg1),
+        RawExpr::cmp(libc::NFT_CMP_EQ as u32, &[t.number()]),
+    ]
 }
 
-/// `ip6 daddr . meta l4proto . th dport @set`, with nft's register layout: the address in
-/// register 1 (16 bytes), the protocol in register 2, the port in 32-bit register 13.
-fn add_service_lookup(rule: &mut nftnl::Rule<'_>, set: &Set<'_, ServiceKey>) {
-    const IPV6_DADDR_OFFSET: u32 = 24;
-    const TH_DPORT_OFFSET: u32 = 2;
-    rule.add_expr(&RegisterLoad::payload(
-        libc::NFT_PAYLOAD_NETWORK_HEADER as u32,
-        IPV6_DADDR_OFFSET,
-        16,
+/// `ip6 saddr PREFIX`, compiled as nft does: a byte-aligned prefix loads and compares just
+/// its bytes; any other loads the whole address and masks it.
+fn source_prefix(net: &Ipv6Net) -> Result<Vec<RawExpr>, NftError> {
+    let net = net.trunc();
+    let len = net.prefix_len();
+    let octets = net.addr().octets();
+    let reg1 = libc::NFT_REG_1 as u32;
+    let network = libc::NFT_PAYLOAD_NETWORK_HEADER as u32;
+    let eq = libc::NFT_CMP_EQ as u32;
+    if len == 0 {
+        return Err(NftError::Name(net.to_string()));
+    }
+    if len % 8 == 0 {
+        let bytes = usize::from(len / 8);
+        return Ok(vec![
+            RawExpr::payload(network, IPV6_SADDR_OFFSET, bytes as u32, reg1),
+            RawExpr::cmp(eq, &octets[..bytes]),
+        ]);
+    }
+    Ok(vec![
+        RawExpr::payload(network, IPV6_SADDR_OFFSET, 16, reg1),
+        RawExpr::bitwise(&net.netmask().octets(), &[0u8; 16]),
+        RawExpr::cmp(eq, &octets),
+    ])
+}
+
+/// Load each packet field into nft's register for its place in the concatenation, then look
+/// the concatenation up in `set` (writing the map's value to `dreg` for maps).
+fn lookup_exprs(
+    fields: &[PacketField],
+    set: &str,
+    sets: &[SetRef<'_>],
+    dreg: Option<u32>,
+) -> Result<Vec<RawExpr>, NftError> {
+    let target = sets
+        .iter()
+        .find(|s| s.name == set)
+        .ok_or_else(|| NftError::Name(set.to_string()))?;
+    let types: Vec<FieldType> = fields.iter().map(|f| f.field_type()).collect();
+    let mut exprs = Vec::new();
+    for (field, register) in fields.iter().zip(registers(&types)) {
+        exprs.push(load_field(*field, register));
+        // Interval sets compare keys as big-endian numbers; `meta l4proto` is loaded in host
+        // order, so nft converts it in place.
+        if target.interval && *field == PacketField::Protocol {
+            exprs.push(RawExpr::hton(register, 2, 1));
+        }
+    }
+    exprs.push(RawExpr::lookup(
+        c_string(set)?,
+        target.id,
         libc::NFT_REG_1 as u32,
+        dreg,
     ));
-    rule.add_expr(&RegisterLoad::meta(
-        libc::NFT_META_L4PROTO as u32,
-        libc::NFT_REG_2 as u32,
-    ));
-    rule.add_expr(&RegisterLoad::payload(
-        libc::NFT_PAYLOAD_TRANSPORT_HEADER as u32,
-        TH_DPORT_OFFSET,
-        2,
-        libc::NFT_REG32_05 as u32,
-    ));
-    rule.add_expr(&nft_expr!(lookup set));
+    Ok(exprs)
 }
 
-/// Comparison data that is the first `len` bytes of `data`.
-struct PrefixBytes {
-    data: [u8; IFNAMSIZ],
-    len: usize,
-}
-
-impl nftnl::expr::ToSlice for PrefixBytes {
-    fn to_slice(&self) -> std::borrow::Cow<'_, [u8]> {
-        std::borrow::Cow::Borrowed(&self.data[..self.len])
+fn load_field(field: PacketField, register: u32) -> RawExpr {
+    let network = libc::NFT_PAYLOAD_NETWORK_HEADER as u32;
+    match field {
+        PacketField::SourceAddress => RawExpr::payload(network, IPV6_SADDR_OFFSET, 16, register),
+        PacketField::DestinationAddress => {
+            RawExpr::payload(network, IPV6_DADDR_OFFSET, 16, register)
+        }
+        PacketField::Protocol => RawExpr::meta(libc::NFT_META_L4PROTO as u32, register),
+        PacketField::DestinationPort => RawExpr::payload(
+            libc::NFT_PAYLOAD_TRANSPORT_HEADER as u32,
+            TH_DPORT_OFFSET,
+            2,
+            register,
+        ),
     }
 }
 
-/// A meta or payload load into a chosen register. nftnl's own expressions always load into
-/// register 1, which cannot build a concatenated set key.
-enum RegisterLoad {
-    Meta {
-        key: u32,
-        dreg: u32,
-    },
-    Payload {
-        base: u32,
-        offset: u32,
-        len: u32,
-        dreg: u32,
-    },
+/// One nftables expression as libnftnl attributes: its kind plus u32, string and byte
+/// attributes. Enough to express every match v6guard uses with exactly nft's registers.
+struct RawExpr {
+    kind: &'static CStr,
+    numbers: Vec<(u32, u32)>,
+    strings: Vec<(u32, CString)>,
+    bytes: Vec<(u32, Vec<u8>)>,
 }
 
-impl RegisterLoad {
+impl RawExpr {
+    fn new(kind: &'static CStr) -> Self {
+        RawExpr {
+            kind,
+            numbers: Vec::new(),
+            strings: Vec::new(),
+            bytes: Vec::new(),
+        }
+    }
+
+    fn number(mut self, attr: u32, value: u32) -> Self {
+        self.numbers.push((attr, value));
+        self
+    }
+
+    fn data(mut self, attr: u32, value: &[u8]) -> Self {
+        self.bytes.push((attr, value.to_vec()));
+        self
+    }
+
     fn meta(key: u32, dreg: u32) -> Self {
-        RegisterLoad::Meta { key, dreg }
+        RawExpr::new(c"meta")
+            .number(sys::NFTNL_EXPR_META_KEY, key)
+            .number(sys::NFTNL_EXPR_META_DREG, dreg)
+    }
+
+    fn ct(key: u32, dreg: u32) -> Self {
+        RawExpr::new(c"ct")
+            .number(sys::NFTNL_EXPR_CT_KEY, key)
+            .number(sys::NFTNL_EXPR_CT_DREG, dreg)
     }
 
     fn payload(base: u32, offset: u32, len: u32, dreg: u32) -> Self {
-        RegisterLoad::Payload {
-            base,
-            offset,
-            len,
-            dreg,
+        RawExpr::new(c"payload")
+            .number(sys::NFTNL_EXPR_PAYLOAD_BASE, base)
+            .number(sys::NFTNL_EXPR_PAYLOAD_OFFSET, offset)
+            .number(sys::NFTNL_EXPR_PAYLOAD_LEN, len)
+            .number(sys::NFTNL_EXPR_PAYLOAD_DREG, dreg)
+    }
+
+    /// Compare register 1 with `data`.
+    fn cmp(op: u32, data: &[u8]) -> Self {
+        RawExpr::new(c"cmp")
+            .number(sys::NFTNL_EXPR_CMP_SREG, libc::NFT_REG_1 as u32)
+            .number(sys::NFTNL_EXPR_CMP_OP, op)
+            .data(sys::NFTNL_EXPR_CMP_DATA, data)
+    }
+
+    /// Register 1 = (register 1 & mask) ^ xor.
+    fn bitwise(mask: &[u8], xor: &[u8]) -> Self {
+        let reg1 = libc::NFT_REG_1 as u32;
+        RawExpr::new(c"bitwise")
+            .number(sys::NFTNL_EXPR_BITWISE_SREG, reg1)
+            .number(sys::NFTNL_EXPR_BITWISE_DREG, reg1)
+            .number(sys::NFTNL_EXPR_BITWISE_LEN, mask.len() as u32)
+            .data(sys::NFTNL_EXPR_BITWISE_MASK, mask)
+            .data(sys::NFTNL_EXPR_BITWISE_XOR, xor)
+    }
+
+    /// `fib daddr type`: the route type of the destination address.
+    fn fib_daddr_type(dreg: u32) -> Self {
+        const NFTA_FIB_F_DADDR: u32 = 1 << 1;
+        const NFT_FIB_RESULT_ADDRTYPE: u32 = 3;
+        RawExpr::new(c"fib")
+            .number(sys::NFTNL_EXPR_FIB_FLAGS, NFTA_FIB_F_DADDR)
+            .number(sys::NFTNL_EXPR_FIB_RESULT, NFT_FIB_RESULT_ADDRTYPE)
+            .number(sys::NFTNL_EXPR_FIB_DREG, dreg)
+    }
+
+    fn lookup(set: CString, set_id: u32, sreg: u32, dreg: Option<u32>) -> Self {
+        let mut expr = RawExpr::new(c"lookup")
+            .number(sys::NFTNL_EXPR_LOOKUP_SREG, sreg)
+            .number(sys::NFTNL_EXPR_LOOKUP_SET_ID, set_id);
+        if let Some(dreg) = dreg {
+            expr = expr.number(sys::NFTNL_EXPR_LOOKUP_DREG, dreg);
         }
+        expr.strings.push((sys::NFTNL_EXPR_LOOKUP_SET, set));
+        expr
+    }
+
+    /// Convert a register to network byte order in place: `size`-byte words over `len` bytes.
+    fn hton(register: u32, size: u32, len: u32) -> Self {
+        RawExpr::new(c"byteorder")
+            .number(sys::NFTNL_EXPR_BYTEORDER_SREG, register)
+            .number(sys::NFTNL_EXPR_BYTEORDER_DREG, register)
+            .number(
+                sys::NFTNL_EXPR_BYTEORDER_OP,
+                libc::NFT_BYTEORDER_HTON as u32,
+            )
+            .number(sys::NFTNL_EXPR_BYTEORDER_SIZE, size)
+            .number(sys::NFTNL_EXPR_BYTEORDER_LEN, len)
+    }
+
+    fn immediate(dreg: u32, data: &[u8]) -> Self {
+        RawExpr::new(c"immediate")
+            .number(sys::NFTNL_EXPR_IMM_DREG, dreg)
+            .data(sys::NFTNL_EXPR_IMM_DATA, data)
+    }
+
+    fn nat(nat_type: u32, address_reg: u32, port_reg: Option<u32>) -> Self {
+        let mut expr = RawExpr::new(c"nat")
+            .number(sys::NFTNL_EXPR_NAT_TYPE, nat_type)
+            .number(sys::NFTNL_EXPR_NAT_FAMILY, libc::NFPROTO_IPV6 as u32)
+            .number(sys::NFTNL_EXPR_NAT_REG_ADDR_MIN, address_reg);
+        if let Some(port_reg) = port_reg {
+            expr = expr.number(sys::NFTNL_EXPR_NAT_REG_PROTO_MIN, port_reg);
+        }
+        expr
     }
 }
 
-impl Expression for RegisterLoad {
+impl Expression for RawExpr {
     fn to_expr(&self, _rule: &nftnl::Rule) -> NonNull<sys::nftnl_expr> {
-        let (kind, attrs): (&CStr, Vec<(u32, u32)>) = match *self {
-            RegisterLoad::Meta { key, dreg } => (
-                c"meta",
-                vec![
-                    (sys::NFTNL_EXPR_META_KEY, key),
-                    (sys::NFTNL_EXPR_META_DREG, dreg),
-                ],
-            ),
-            RegisterLoad::Payload {
-                base,
-                offset,
-                len,
-                dreg,
-            } => (
-                c"payload",
-                vec![
-                    (sys::NFTNL_EXPR_PAYLOAD_BASE, base),
-                    (sys::NFTNL_EXPR_PAYLOAD_OFFSET, offset),
-                    (sys::NFTNL_EXPR_PAYLOAD_LEN, len),
-                    (sys::NFTNL_EXPR_PAYLOAD_DREG, dreg),
-                ],
-            ),
-        };
-        // SAFETY: nftnl_expr_alloc returns a fresh expression or NULL; the attributes set are
-        // the u32 attributes libnftnl defines for this expression kind.
+        // SAFETY: nftnl_expr_alloc returns a fresh expression or NULL; every attribute set is
+        // one libnftnl defines for this expression kind, and libnftnl copies the data.
         unsafe {
-            let expr = sys::nftnl_expr_alloc(kind.as_ptr());
-            let Some(expr) = NonNull::new(expr) else {
+            let Some(expr) = NonNull::new(sys::nftnl_expr_alloc(self.kind.as_ptr())) else {
                 // Same policy as nftnl itself: out of memory is not recoverable here.
                 std::process::abort();
             };
-            for (attr, value) in attrs {
-                sys::nftnl_expr_set_u32(expr.as_ptr(), attr as u16, value);
+            for (attr, value) in &self.numbers {
+                sys::nftnl_expr_set_u32(expr.as_ptr(), *attr as u16, *value);
+            }
+            for (attr, value) in &self.strings {
+                sys::nftnl_expr_set_str(expr.as_ptr(), *attr as u16, value.as_ptr());
+            }
+            for (attr, value) in &self.bytes {
+                sys::nftnl_expr_set(
+                    expr.as_ptr(),
+                    *attr as u16,
+                    value.as_ptr() as *const c_void,
+                    value.len() as u32,
+                );
             }
             expr
         }
@@ -355,23 +638,4 @@ impl Expression for RegisterLoad {
 
 fn c_string(text: &str) -> Result<CString, NftError> {
     CString::new(text).map_err(|_| NftError::Name(text.to_string()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::snapshot::Protocol;
-
-    #[test]
-    fn service_key_layout_matches_nft() {
-        let service = Service {
-            address: "fd76:6700:0:1::2".parse().unwrap(),
-            protocol: Protocol::Tcp,
-            port: 80,
-        };
-        let key = service_key_bytes(&service);
-        assert_eq!(&key[..16], &service.address.octets());
-        // protocol byte then 3 bytes padding; port big-endian then 2 bytes padding
-        assert_eq!(&key[16..24], &[6, 0, 0, 0, 0, 80, 0, 0]);
-    }
 }

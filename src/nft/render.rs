@@ -9,22 +9,26 @@
 use std::fmt::Write;
 
 use crate::ruleset::{
-    Chain, Hook, InterfaceName, Match, Rule, Ruleset, Service, ServiceSet, Verdict,
+    Action, Chain, Field, FieldType, Hook, InterfaceName, Match, NamedSet, PacketField, Rule,
+    Ruleset,
 };
 
 /// The whole dry run: a script `nft -f` can load, doing what `apply` does.
 pub fn render_script(ruleset: &Ruleset) -> String {
-    let mut out = String::new();
-    let _ = writeln!(out, "#!/usr/sbin/nft -f");
+    let mut out = String::from("#!/usr/sbin/nft -f\n");
     let _ = writeln!(
         out,
-        "# v6guard: the transaction `v6guard apply` performs ({} rules, {} published services).",
+        "# v6guard: the transaction `v6guard apply` performs ({} rules, {} set elements).",
         ruleset.rule_count(),
         ruleset.element_count()
     );
-    let _ = writeln!(
-        out,
-        "# Replace the table atomically: create it if missing, delete it, write it anew."
+    if ruleset.needs_bridge_netfilter {
+        out.push_str(
+            "# ICC is off on some network: apply also sets net.bridge.bridge-nf-call-ip6tables=1.\n",
+        );
+    }
+    out.push_str(
+        "# Replace the table atomically: create it if missing, delete it, write it anew.\n",
     );
     let _ = writeln!(out, "table ip6 {}", ruleset.table);
     let _ = writeln!(out, "delete table ip6 {}", ruleset.table);
@@ -43,11 +47,26 @@ pub fn render_table(ruleset: &Ruleset) -> String {
     format!("table ip6 {} {{\n{}}}\n", ruleset.table, blocks.join("\n"))
 }
 
-fn render_set(set: &ServiceSet) -> String {
-    let mut out = format!("\tset {} {{\n", set.name);
-    out.push_str("\t\ttype ipv6_addr . inet_proto . inet_service\n");
+fn render_set(set: &NamedSet) -> String {
+    let kind = if set.is_map() { "map" } else { "set" };
+    let mut out = format!("\t{kind} {} {{\n", set.name);
+    let mut type_line = join(set.key.iter().map(|t| type_name(*t)));
+    if set.is_map() {
+        type_line = format!(
+            "{type_line} : {}",
+            join(set.value.iter().map(|t| type_name(*t)))
+        );
+    }
+    let _ = writeln!(out, "\t\ttype {type_line}");
+    if set.interval {
+        out.push_str("\t\tflags interval\n");
+    }
     if !set.elements.is_empty() {
-        let elements: Vec<String> = set.elements.iter().map(render_service).collect();
+        let elements: Vec<String> = set
+            .elements
+            .iter()
+            .map(|(key, value)| render_element(key, value))
+            .collect();
         let _ = writeln!(
             out,
             "\t\telements = {{ {} }}",
@@ -58,12 +77,48 @@ fn render_set(set: &ServiceSet) -> String {
     out
 }
 
-/// One set element, as nft prints it: `fd00::2 . tcp . 80`.
-pub fn render_service(service: &Service) -> String {
-    format!(
-        "{} . {} . {}",
-        service.address, service.protocol, service.port
-    )
+/// One element as nft prints it: `fd00::2 . tcp . 80`, or `tcp . 8080 : fd00::2 . 80`.
+pub fn render_element(key: &[Field], value: &[Field]) -> String {
+    let key = join(key.iter().map(|f| render_field(*f)));
+    if value.is_empty() {
+        key
+    } else {
+        format!("{key} : {}", join(value.iter().map(|f| render_field(*f))))
+    }
+}
+
+fn render_field(field: Field) -> String {
+    match field {
+        Field::Address(address) => address.to_string(),
+        Field::Prefix(net) => render_prefix(&net),
+        Field::Protocol(protocol) => protocol.name().to_string(),
+        Field::Port(port) => port.to_string(),
+    }
+}
+
+fn type_name(field: FieldType) -> &'static str {
+    match field {
+        FieldType::Address | FieldType::Prefix => "ipv6_addr",
+        FieldType::Protocol => "inet_proto",
+        FieldType::Port => "inet_service",
+    }
+}
+
+fn packet_field(field: PacketField) -> &'static str {
+    match field {
+        PacketField::SourceAddress => "ip6 saddr",
+        PacketField::DestinationAddress => "ip6 daddr",
+        PacketField::Protocol => "meta l4proto",
+        PacketField::DestinationPort => "th dport",
+    }
+}
+
+/// `a . b . c`, nft's concatenation.
+fn join(parts: impl Iterator<Item = impl AsRef<str>>) -> String {
+    parts
+        .map(|p| p.as_ref().to_string())
+        .collect::<Vec<_>>()
+        .join(" . ")
 }
 
 fn render_chain(chain: &Chain) -> String {
@@ -81,6 +136,9 @@ fn render_chain(chain: &Chain) -> String {
 fn render_hook(hook: Hook) -> &'static str {
     match hook {
         Hook::ForwardFilter => "type filter hook forward priority filter; policy accept;",
+        Hook::PreroutingNat => "type nat hook prerouting priority dstnat; policy accept;",
+        Hook::OutputNat => "type nat hook output priority -100; policy accept;",
+        Hook::PostroutingNat => "type nat hook postrouting priority srcnat; policy accept;",
     }
 }
 
@@ -90,7 +148,7 @@ pub fn render_rule(rule: &Rule) -> String {
     if rule.counter {
         words.push("counter packets 0 bytes 0".to_string());
     }
-    words.push(render_verdict(&rule.verdict));
+    words.push(render_action(&rule.action));
     if let Some(comment) = &rule.comment {
         words.push(format!("comment \"{comment}\""));
     }
@@ -101,11 +159,26 @@ fn render_match(m: &Match) -> String {
     match m {
         Match::InInterface(name) => format!("iifname {}", render_interface(name)),
         Match::OutInterface(name) => format!("oifname {}", render_interface(name)),
+        Match::OutInterfaceNot(name) => format!("oifname != {}", render_interface(name)),
         Match::EstablishedOrRelated => "ct state established,related".to_string(),
+        Match::Dnatted => "ct status dnat".to_string(),
         Match::Icmpv6Type(t) => format!("icmpv6 type {}", t.name()),
-        Match::DestinationServiceIn(set) => {
-            format!("ip6 daddr . meta l4proto . th dport @{set}")
+        Match::SourceIn(net) => format!("ip6 saddr {}", render_prefix(net)),
+        Match::DestinationNot(address) => format!("ip6 daddr != {address}"),
+        Match::DestinationLocal => "fib daddr type local".to_string(),
+        Match::Lookup { fields, set } => {
+            format!("{} @{set}", join(fields.iter().map(|f| packet_field(*f))))
         }
+    }
+}
+
+/// nft prints a prefix with its host bits cleared, and a /128 as a bare address.
+fn render_prefix(net: &ipnet::Ipv6Net) -> String {
+    let net = net.trunc();
+    if net.prefix_len() == 128 {
+        net.addr().to_string()
+    } else {
+        net.to_string()
     }
 }
 
@@ -116,10 +189,17 @@ fn render_interface(name: &InterfaceName) -> String {
     }
 }
 
-fn render_verdict(verdict: &Verdict) -> String {
-    match verdict {
-        Verdict::Accept => "accept".to_string(),
-        Verdict::Drop => "drop".to_string(),
-        Verdict::Jump(chain) => format!("jump {chain}"),
+fn render_action(action: &Action) -> String {
+    match action {
+        Action::Accept => "accept".to_string(),
+        Action::Drop => "drop".to_string(),
+        Action::Jump(chain) => format!("jump {chain}"),
+        Action::Return => "return".to_string(),
+        Action::Masquerade => "masquerade".to_string(),
+        Action::Snat(address) => format!("snat to {address}"),
+        Action::DnatMap { fields, map } => format!(
+            "dnat ip6 to {} map @{map}",
+            join(fields.iter().map(|f| packet_field(*f)))
+        ),
     }
 }

@@ -3,97 +3,46 @@
 use std::net::Ipv6Addr;
 
 use super::*;
+use crate::config::Policy;
 use crate::nft::render::render_script;
-use crate::ruleset::Service;
-use crate::snapshot::{
-    Container, DaemonSettings, Endpoint, Engine, Network, PortBinding, Protocol, Setting, Source,
+use crate::ruleset::{
+    Action, DNAT_ANY_MAP, DNAT_HOST_MAP, Field, LINKS_SET, Match, PUBLISHED_SET, RESTRICTED_SET,
 };
-
-fn engine(version: &str) -> Engine {
-    Engine {
-        version: version.to_string(),
-        api_version: "1.41".to_string(),
-        bridge_nf_ip6tables: true,
-        docker_nft_ip6_table: false,
-    }
-}
-
-fn network(id: &str, name: &str, bridge: &str, icc: bool) -> Network {
-    Network {
-        id: id.to_string(),
-        name: name.to_string(),
-        bridge: bridge.to_string(),
-        ipv6_enabled: true,
-        ipv6_subnets: vec![],
-        icc,
-        masquerade: true,
-        internal: false,
-    }
-}
-
-fn binding(port: u16, host_ip: Option<&str>) -> PortBinding {
-    PortBinding {
-        protocol: Protocol::Tcp,
-        container_port: port,
-        host_ip: host_ip.map(|ip| ip.parse().unwrap()),
-        host_port: port + 8000,
-    }
-}
-
-fn container(name: &str, network_id: &str, ipv6: &str, ports: Vec<PortBinding>) -> Container {
-    Container {
-        id: format!("{name}-id"),
-        name: name.to_string(),
-        labels: Default::default(),
-        endpoints: vec![Endpoint {
-            network_id: network_id.to_string(),
-            network_name: network_id.to_string(),
-            ipv4: None,
-            ipv6: Some(ipv6.parse().unwrap()),
-        }],
-        ports,
-    }
-}
-
-/// The default bridge with ICC off, a user network with ICC on, one with a custom bridge name.
-fn lab_snapshot() -> Snapshot {
-    Snapshot {
-        engine: engine("20.10.24+dfsg1"),
-        daemon: DaemonSettings::default(),
-        networks: vec![
-            network("n0", "bridge", "docker0", false),
-            network("n1", "web", "br-0123456789ab", true),
-            network("n2", "custom", "mybr0", false),
-        ],
-        containers: vec![
-            container(
-                "web1",
-                "n1",
-                "fd76:6700:0:10::2",
-                vec![
-                    binding(80, Some("0.0.0.0")),
-                    binding(80, Some("::")),
-                    binding(81, Some("127.0.0.1")),
-                    binding(82, Some("::1")),
-                    binding(83, None),
-                ],
-            ),
-            container("db", "n2", "fd76:6700:0:11::2", vec![]),
-        ],
-    }
-}
+use crate::snapshot::{Endpoint, ExposedPort, Network, PortBinding, Protocol, Setting, Source};
+use crate::testing::{binding, container, engine, lab_snapshot, network};
 
 fn published(ruleset: &Ruleset) -> Vec<(Ipv6Addr, u16)> {
-    ruleset.sets[0]
+    ruleset
+        .set(PUBLISHED_SET)
+        .unwrap()
         .elements
+        .keys()
+        .map(|key| match key[..] {
+            [Field::Address(address), _, Field::Port(port)] => (address, port),
+            _ => panic!("unexpected key {key:?}"),
+        })
+        .collect()
+}
+
+fn rules_in<'a>(ruleset: &'a Ruleset, chain: &str) -> &'a [crate::ruleset::Rule] {
+    &ruleset
+        .chains
         .iter()
-        .map(|s: &Service| (s.address, s.port))
+        .find(|c| c.name == chain)
+        .unwrap()
+        .rules
+}
+
+fn comments(ruleset: &Ruleset, chain: &str) -> Vec<String> {
+    rules_in(ruleset, chain)
+        .iter()
+        .filter_map(|r| r.comment.clone())
         .collect()
 }
 
 #[test]
 fn only_ipv6_bindings_are_published() {
-    let ruleset = plan(&lab_snapshot(), &PlanOptions::default());
+    let ruleset = plan(&lab_snapshot(), &PlanInputs::default());
     let web1: Ipv6Addr = "fd76:6700:0:10::2".parse().unwrap();
     assert_eq!(published(&ruleset), vec![(web1, 80), (web1, 83)]);
 }
@@ -102,15 +51,17 @@ fn only_ipv6_bindings_are_published() {
 fn internal_networks_publish_nothing() {
     let mut snapshot = lab_snapshot();
     snapshot.networks[1].internal = true;
-    let ruleset = plan(&snapshot, &PlanOptions::default());
+    let ruleset = plan(&snapshot, &PlanInputs::default());
     assert!(published(&ruleset).is_empty());
 }
 
 #[test]
 fn custom_bridge_names_are_guarded_explicitly() {
-    let ruleset = plan(&lab_snapshot(), &PlanOptions::default());
-    let forward = &ruleset.chains[0];
-    let targets: Vec<&Match> = forward.rules.iter().map(|r| &r.matches[0]).collect();
+    let ruleset = plan(&lab_snapshot(), &PlanInputs::default());
+    let targets: Vec<&Match> = rules_in(&ruleset, FORWARD_CHAIN)
+        .iter()
+        .map(|r| &r.matches[0])
+        .collect();
     assert_eq!(
         targets,
         vec![
@@ -124,7 +75,7 @@ fn custom_bridge_names_are_guarded_explicitly() {
 
 #[test]
 fn rule_count_does_not_grow_with_ports_or_containers() {
-    let small = plan(&lab_snapshot(), &PlanOptions::default());
+    let small = plan(&lab_snapshot(), &PlanInputs::default());
     let mut big_snapshot = lab_snapshot();
     for i in 0..1000u16 {
         let address = format!("fd76:6700:0:10::{:x}", i + 10);
@@ -133,18 +84,16 @@ fn rule_count_does_not_grow_with_ports_or_containers() {
             .containers
             .push(container(&format!("c{i}"), "n1", &address, ports));
     }
-    let big = plan(&big_snapshot, &PlanOptions::default());
+    let big = plan(&big_snapshot, &PlanInputs::default());
     assert_eq!(big.rule_count(), small.rule_count());
-    assert_eq!(big.element_count(), small.element_count() + 10_000);
+    assert_eq!(published(&big).len(), published(&small).len() + 10_000);
 }
 
 #[test]
 fn icc_rules_follow_each_network() {
-    let ruleset = plan(&lab_snapshot(), &PlanOptions::default());
-    let to_bridge = &ruleset.chains[1];
+    let ruleset = plan(&lab_snapshot(), &PlanInputs::default());
     let same_bridge = |bridge: &str| {
-        to_bridge
-            .rules
+        rules_in(&ruleset, TO_BRIDGE_CHAIN)
             .iter()
             .find(|r| {
                 r.matches
@@ -153,21 +102,21 @@ fn icc_rules_follow_each_network() {
                         Match::OutInterface(InterfaceName::Exact(bridge.into())),
                     ]
             })
-            .map(|r| r.verdict.clone())
+            .map(|r| r.action.clone())
     };
-    assert_eq!(same_bridge("docker0"), Some(Verdict::Drop));
-    assert_eq!(same_bridge("br-0123456789ab"), Some(Verdict::Accept));
-    assert_eq!(same_bridge("mybr0"), Some(Verdict::Drop));
+    assert_eq!(same_bridge("docker0"), Some(Action::Drop));
+    assert_eq!(same_bridge("br-0123456789ab"), Some(Action::Accept));
+    assert_eq!(same_bridge("mybr0"), Some(Action::Drop));
 }
 
 #[test]
 fn unknown_bridges_end_in_the_default_drop() {
     // A bridge v6guard has never seen (no network in the snapshot) still jumps to to-bridge
     // through br-*, where the last rule drops whatever is not published.
-    let ruleset = plan(&lab_snapshot(), &PlanOptions::default());
-    let last = ruleset.chains[1].rules.last().unwrap();
+    let ruleset = plan(&lab_snapshot(), &PlanInputs::default());
+    let last = rules_in(&ruleset, TO_BRIDGE_CHAIN).last().unwrap();
     assert!(last.matches.is_empty());
-    assert_eq!(last.verdict, Verdict::Drop);
+    assert_eq!(last.action, Action::Drop);
 }
 
 #[test]
@@ -205,44 +154,335 @@ fn stand_down_when_docker_manages_ipv6() {
     );
 }
 
+fn dnat(ruleset: &Ruleset, map: &str) -> Vec<String> {
+    ruleset
+        .set(map)
+        .unwrap()
+        .elements
+        .iter()
+        .map(|(k, v)| crate::nft::render::render_element(k, v))
+        .collect()
+}
+
+#[test]
+fn dnat_maps_follow_host_bindings() {
+    let mut snapshot = lab_snapshot();
+    snapshot.containers[1].ports = vec![PortBinding {
+        protocol: Protocol::Udp,
+        container_port: 53,
+        host_ip: Some("2001:db8:76::1".parse().unwrap()),
+        host_port: 5353,
+    }];
+    let ruleset = plan(&snapshot, &PlanInputs::default());
+    assert_eq!(
+        dnat(&ruleset, DNAT_ANY_MAP),
+        vec![
+            "tcp . 8080 : fd76:6700:0:10::2 . 80",
+            "tcp . 8083 : fd76:6700:0:10::2 . 83"
+        ],
+        "0.0.0.0, 127.0.0.1 and ::1 bindings are not published on IPv6; :: and empty are"
+    );
+    assert_eq!(
+        dnat(&ruleset, DNAT_HOST_MAP),
+        vec!["2001:db8:76::1 . udp . 5353 : fd76:6700:0:11::2 . 53"]
+    );
+}
+
+#[test]
+fn port_mappings_use_the_first_non_internal_network() {
+    let mut snapshot = lab_snapshot();
+    snapshot.networks.push(Network {
+        internal: true,
+        ..network("n3", "aaa-internal", "br-aaaaaaaaaaaa", true)
+    });
+    snapshot
+        .networks
+        .push(network("n4", "zzz-other", "br-zzzzzzzzzzzz", true));
+    let web1 = &mut snapshot.containers[0];
+    let endpoint = |id: &str, ipv6: &str| Endpoint {
+        network_id: id.to_string(),
+        network_name: id.to_string(),
+        ipv4: None,
+        ipv6: Some(ipv6.parse().unwrap()),
+    };
+    // Endpoints are in network-name order: the internal one first, then web, then zzz-other.
+    web1.endpoints = vec![
+        endpoint("n3", "fd76:6700:0:40::2"),
+        web1.endpoints[0].clone(),
+        endpoint("n4", "fd76:6700:0:41::2"),
+    ];
+    let ruleset = plan(&snapshot, &PlanInputs::default());
+    let web1: Ipv6Addr = "fd76:6700:0:10::2".parse().unwrap();
+    assert_eq!(published(&ruleset), vec![(web1, 80), (web1, 83)]);
+}
+
+#[test]
+fn proxy_mode_leaves_containers_to_docker_proxy() {
+    let mut snapshot = lab_snapshot();
+    snapshot.daemon.userland_proxy = Setting::default_value(true);
+    let proxied = plan(&snapshot, &PlanInputs::default());
+    let returns = rules_in(&proxied, "published-dnat")
+        .iter()
+        .filter(|r| r.action == Action::Return)
+        .count();
+    assert_eq!(returns, 1 + 3, "link-local, then docker0, mybr0 and br-*");
+    assert!(
+        !comments(&proxied, "postrouting")
+            .iter()
+            .any(|c| c.starts_with("hairpin"))
+    );
+
+    snapshot.daemon.userland_proxy = Setting::default_value(false);
+    let direct = plan(&snapshot, &PlanInputs::default());
+    let returns = rules_in(&direct, "published-dnat")
+        .iter()
+        .filter(|r| r.action == Action::Return)
+        .count();
+    assert_eq!(returns, 1, "only link-local sources are left alone");
+    assert_eq!(
+        comments(&direct, "postrouting")
+            .iter()
+            .filter(|c| c.starts_with("hairpin"))
+            .count(),
+        3
+    );
+}
+
+#[test]
+fn nat66_follows_prefix_kind_and_network_options() {
+    let mut snapshot = lab_snapshot();
+    snapshot.networks[0].ipv6_subnets = vec!["fd76:6700:0:1::/64".parse().unwrap()];
+    snapshot.networks[1].ipv6_subnets = vec!["2001:db8:10::/64".parse().unwrap()];
+    snapshot.networks[2].ipv6_subnets = vec!["fd76:6700:0:11::/64".parse().unwrap()];
+    snapshot.networks[2].masquerade = false;
+
+    let ruleset = plan(&snapshot, &PlanInputs::default());
+    assert_eq!(
+        comments(&ruleset, "postrouting")
+            .into_iter()
+            .filter(|c| c.starts_with("nat66"))
+            .collect::<Vec<_>>(),
+        vec!["nat66 masquerade: network bridge"],
+        "ULA with masquerade on only; GUA off by default; masquerade off honoured"
+    );
+
+    let gua = PlanInputs {
+        options: PlanOptions {
+            nat66_gua: true,
+            ..PlanOptions::default()
+        },
+        ..PlanInputs::default()
+    };
+    assert_eq!(
+        comments(&plan(&snapshot, &gua), "postrouting")
+            .into_iter()
+            .filter(|c| c.starts_with("nat66"))
+            .count(),
+        2
+    );
+
+    snapshot.networks[0].host_ipv6 = Some("2001:db8:76::1".parse().unwrap());
+    snapshot.networks[0].internal = false;
+    let snat = plan(&snapshot, &PlanInputs::default());
+    let rule = rules_in(&snat, "postrouting")
+        .iter()
+        .find(|r| r.comment.as_deref() == Some("nat66 snat: network bridge"))
+        .unwrap();
+    assert_eq!(rule.action, Action::Snat("2001:db8:76::1".parse().unwrap()));
+
+    snapshot.networks[0].internal = true;
+    assert!(
+        !comments(&plan(&snapshot, &PlanInputs::default()), "postrouting")
+            .iter()
+            .any(|c| c.contains("network bridge")),
+        "internal networks are never translated"
+    );
+}
+
+#[test]
+fn internal_networks_keep_traffic_inside_their_bridge() {
+    let mut snapshot = lab_snapshot();
+    snapshot.networks[2].internal = true;
+    let ruleset = plan(&snapshot, &PlanInputs::default());
+    assert!(
+        comments(&ruleset, FORWARD_CHAIN).contains(&"internal network custom: no egress".into())
+    );
+    assert!(
+        comments(&ruleset, TO_BRIDGE_CHAIN).contains(&"internal network custom: no ingress".into())
+    );
+    let egress = &rules_in(&ruleset, FORWARD_CHAIN)[0];
+    assert_eq!(
+        egress.matches,
+        vec![
+            Match::InInterface(InterfaceName::Exact("mybr0".into())),
+            Match::OutInterfaceNot(InterfaceName::Exact("mybr0".into())),
+        ],
+        "same-bridge traffic (NDP, link-local, members) is untouched"
+    );
+}
+
+#[test]
+fn links_open_the_childs_exposed_ports_to_the_parent_when_icc_is_off() {
+    let mut snapshot = lab_snapshot();
+    let mut db = container("db", "n0", "fd76:6700:0:1::3", vec![]);
+    db.exposed = vec![ExposedPort {
+        protocol: Protocol::Tcp,
+        port: 5432,
+    }];
+    let mut app = container("app", "n0", "fd76:6700:0:1::2", vec![]);
+    app.links = vec!["db".into()];
+    snapshot.containers = vec![app, db];
+    let ruleset = plan(&snapshot, &PlanInputs::default());
+    assert_eq!(
+        dnat(&ruleset, LINKS_SET),
+        vec!["fd76:6700:0:1::2 . fd76:6700:0:1::3 . tcp . 5432"]
+    );
+
+    snapshot.networks[0].icc = true;
+    let ruleset = plan(&snapshot, &PlanInputs::default());
+    assert!(
+        ruleset.set(LINKS_SET).unwrap().elements.is_empty(),
+        "ICC on needs no link rules"
+    );
+}
+
 /// The rendered dry run, pinned. A change here is a change in what users install.
 #[test]
 fn rendered_script_snapshot() {
-    let text = render_script(&plan(&lab_snapshot(), &PlanOptions::default()));
-    let expected = r#"#!/usr/sbin/nft -f
-# v6guard: the transaction `v6guard apply` performs (15 rules, 2 published services).
-# Replace the table atomically: create it if missing, delete it, write it anew.
-table ip6 v6guard
-delete table ip6 v6guard
-table ip6 v6guard {
-	set published {
-		type ipv6_addr . inet_proto . inet_service
-		elements = { fd76:6700:0:10::2 . tcp . 80,
-			     fd76:6700:0:10::2 . tcp . 83 }
-	}
-
-	chain forward {
-		type filter hook forward priority filter; policy accept;
-		oifname "docker0" jump to-bridge
-		oifname "mybr0" jump to-bridge
-		oifname "br-*" jump to-bridge
-	}
-
-	chain to-bridge {
-		ct state established,related accept
-		icmpv6 type nd-neighbor-solicit accept
-		icmpv6 type nd-neighbor-advert accept
-		iifname "br-0123456789ab" oifname "br-0123456789ab" accept comment "icc on: network web"
-		iifname "docker0" oifname "docker0" counter packets 0 bytes 0 drop comment "icc off: network bridge"
-		iifname "mybr0" oifname "mybr0" counter packets 0 bytes 0 drop comment "icc off: network custom"
-		iifname "docker0" counter packets 0 bytes 0 drop comment "isolation between Docker networks"
-		iifname "mybr0" counter packets 0 bytes 0 drop comment "isolation between Docker networks"
-		iifname "br-*" counter packets 0 bytes 0 drop comment "isolation between Docker networks"
-		ip6 daddr . meta l4proto . th dport @published accept comment "published container ports"
-		icmpv6 type echo-request accept
-		counter packets 0 bytes 0 drop comment "not published"
-	}
+    let text = render_script(&plan(&lab_snapshot(), &PlanInputs::default()));
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/lab-render.nft");
+    if std::env::var_os("V6GUARD_BLESS").is_some() {
+        std::fs::write(path, &text).unwrap();
+    }
+    let expected = std::fs::read_to_string(path).unwrap();
+    let first_difference = text
+        .lines()
+        .zip(expected.lines())
+        .enumerate()
+        .find(|(_, (got, want))| got != want);
+    assert!(
+        first_difference.is_none() && text.lines().count() == expected.lines().count(),
+        "render differs from tests/fixtures/lab-render.nft at {first_difference:?}; if the \
+         change is intended, rerun with V6GUARD_BLESS=1 and review the diff"
+    );
 }
-"#;
-    assert_eq!(text, expected);
+
+fn policy(yaml: &str) -> Policy {
+    crate::config::parse_policy_file(std::path::Path::new("test.yaml"), yaml).unwrap()
+}
+
+fn with_policy(yaml: &str) -> PlanInputs {
+    PlanInputs {
+        policy: policy(yaml),
+        ..PlanInputs::default()
+    }
+}
+
+#[test]
+fn policy_overrides_icc_per_network() {
+    let inputs = with_policy("networks:\n  bridge:\n    icc: true\n  web:\n    icc: false\n");
+    let ruleset = plan(&lab_snapshot(), &inputs);
+    let comments = comments(&ruleset, TO_BRIDGE_CHAIN);
+    assert!(comments.contains(&"icc on: network bridge".to_string()));
+    assert!(comments.contains(&"icc off: network web".to_string()));
+}
+
+#[test]
+fn policy_deny_closes_a_published_port_everywhere() {
+    let inputs = with_policy("containers:\n  web1:\n    deny: [\"80/tcp\"]\n");
+    let ruleset = plan(&lab_snapshot(), &inputs);
+    let web1: Ipv6Addr = "fd76:6700:0:10::2".parse().unwrap();
+    assert_eq!(published(&ruleset), vec![(web1, 83)]);
+    assert_eq!(
+        dnat(&ruleset, DNAT_ANY_MAP),
+        vec!["tcp . 8083 : fd76:6700:0:10::2 . 83"],
+        "no DNAT to a denied port either"
+    );
+}
+
+#[test]
+fn policy_expose_opens_an_unpublished_port() {
+    let inputs = with_policy("containers:\n  db:\n    expose: [\"5432/tcp\", \"9000-9001/udp\"]\n");
+    let ruleset = plan(&lab_snapshot(), &inputs);
+    let elements: Vec<String> = dnat(&ruleset, PUBLISHED_SET);
+    assert!(elements.contains(&"fd76:6700:0:11::2 . tcp . 5432".to_string()));
+    assert!(elements.contains(&"fd76:6700:0:11::2 . udp . 9001".to_string()));
+    assert!(
+        dnat(&ruleset, DNAT_ANY_MAP)
+            .iter()
+            .all(|e| !e.contains("5432")),
+        "expose is routed only"
+    );
+}
+
+#[test]
+fn policy_allow_from_restricts_sources() {
+    let inputs = with_policy(
+        "containers:\n  web1:\n    allow_from: [\"2001:db8:76::/64\", \"2001:db8:99::5\"]\n",
+    );
+    let ruleset = plan(&lab_snapshot(), &inputs);
+    assert!(
+        published(&ruleset).is_empty(),
+        "web1's ports are no longer open to all"
+    );
+    assert_eq!(
+        dnat(&ruleset, RESTRICTED_SET),
+        vec![
+            "fd76:6700:0:10::2 . tcp . 80 . 2001:db8:76::/64",
+            "fd76:6700:0:10::2 . tcp . 80 . 2001:db8:99::5",
+            "fd76:6700:0:10::2 . tcp . 83 . 2001:db8:76::/64",
+            "fd76:6700:0:10::2 . tcp . 83 . 2001:db8:99::5",
+        ]
+    );
+    let lookups = rules_in(&ruleset, TO_BRIDGE_CHAIN)
+        .iter()
+        .filter(|r| {
+            r.matches
+                .iter()
+                .any(|m| matches!(m, Match::Lookup { set, .. } if set == RESTRICTED_SET))
+        })
+        .count();
+    assert_eq!(lookups, 2, "direct and through a host address");
+}
+
+#[test]
+fn policy_nat66_and_snat_override_defaults() {
+    let mut snapshot = lab_snapshot();
+    snapshot.networks[1].ipv6_subnets = vec!["2001:db8:10::/64".parse().unwrap()];
+    let inputs = with_policy(
+        "networks:\n  web:\n    snat_address: 2001:db8:76::53\n  bridge:\n    nat66: false\n",
+    );
+    let ruleset = plan(&snapshot, &inputs);
+    let nat66: Vec<String> = comments(&ruleset, "postrouting")
+        .into_iter()
+        .filter(|c| c.starts_with("nat66"))
+        .collect();
+    assert_eq!(
+        nat66,
+        vec![
+            "nat66 snat: network web",
+            "nat66 masquerade: network custom"
+        ],
+        "snat_address turns NAT66 on for a global prefix; nat66: false turns it off"
+    );
+}
+
+#[test]
+fn label_policies_apply_and_malformed_labels_are_reported() {
+    let mut snapshot = lab_snapshot();
+    snapshot.containers[0]
+        .labels
+        .insert("v6guard.deny".into(), "83/tcp".into());
+    snapshot.containers[1]
+        .labels
+        .insert("v6guard.allow_from".into(), "not-a-prefix".into());
+    let ruleset = plan(&snapshot, &PlanInputs::default());
+    let web1: Ipv6Addr = "fd76:6700:0:10::2".parse().unwrap();
+    assert_eq!(published(&ruleset), vec![(web1, 80)]);
+    let warnings = warnings(&snapshot, &Policy::default());
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with("container db: label v6guard.allow_from"),
+        "{warnings:?}"
+    );
 }

@@ -1,0 +1,332 @@
+//! The filter side: which IPv6 traffic may enter (and leave) a Docker bridge.
+//!
+//! The forward hook sees three kinds of IPv6 traffic entering a Docker bridge B:
+//! - from B itself (container to container; bridged traffic passes the ip6 forward hook through
+//!   br_netfilter): dropped when B's ICC is off, as Docker's `-i B -o B -j DROP`;
+//! - from another Docker bridge: dropped, as Docker's isolation chains do;
+//! - from anywhere else (outside, the host's other interfaces): only published container ports,
+//!   replies and ICMPv6 echo requests pass. This is what Docker's NAT gives IPv4 by accident and
+//!   IPv6 lacks on routed container addresses.
+//!
+//! Traffic leaving a bridge is not touched (containers keep their outbound IPv6), except from
+//! an internal network, which may not leave its bridge at all.
+
+use std::collections::BTreeMap;
+
+use super::policy::{Resolved, exposures};
+use super::{FORWARD_CHAIN, Guarded, TO_BRIDGE_CHAIN};
+use crate::ruleset::{
+    Action, Chain, Field, FieldType, Hook, Icmpv6Type, InterfaceName, LINKS_SET, Match, NamedSet,
+    PUBLISHED_SET, PacketField, RESTRICTED_SET, Rule,
+};
+use crate::snapshot::{Network, Snapshot};
+
+/// `ip6 daddr . meta l4proto . th dport`: the service a packet is headed for.
+fn service_fields() -> Vec<PacketField> {
+    vec![
+        PacketField::DestinationAddress,
+        PacketField::Protocol,
+        PacketField::DestinationPort,
+    ]
+}
+
+fn service_types() -> Vec<FieldType> {
+    vec![FieldType::Address, FieldType::Protocol, FieldType::Port]
+}
+
+/// `ip6 daddr . meta l4proto . th dport . ip6 saddr`: the service and who asks for it.
+fn restricted_fields() -> Vec<PacketField> {
+    let mut fields = service_fields();
+    fields.push(PacketField::SourceAddress);
+    fields
+}
+
+/// The lookups that let traffic reach a container port: the open `published` set, and the
+/// `restricted` set (policy `allow_from`) when any container has one.
+fn exposure_lookups(sets: &ExposureSets) -> Vec<Match> {
+    let mut lookups = vec![Match::Lookup {
+        fields: service_fields(),
+        set: PUBLISHED_SET.to_string(),
+    }];
+    if !sets.restricted.elements.is_empty() {
+        lookups.push(Match::Lookup {
+            fields: restricted_fields(),
+            set: RESTRICTED_SET.to_string(),
+        });
+    }
+    lookups
+}
+
+/// The sets that say which container ports are reachable over IPv6.
+pub struct ExposureSets {
+    /// From anywhere.
+    pub published: NamedSet,
+    /// Only from the prefixes in each element (policy `allow_from`).
+    pub restricted: NamedSet,
+}
+
+/// The filter chains: the base chain on the forward hook and the to-bridge chain.
+pub fn chains(
+    snapshot: &Snapshot,
+    resolved: &Resolved,
+    guarded: &Guarded,
+    sets: &ExposureSets,
+    links: &NamedSet,
+) -> Vec<Chain> {
+    vec![
+        forward_chain(snapshot, guarded),
+        to_bridge_chain(snapshot, resolved, guarded, sets, links),
+    ]
+}
+
+/// Send everything headed into a Docker bridge to the to-bridge chain; keep internal
+/// networks' traffic inside their bridge.
+fn forward_chain(snapshot: &Snapshot, guarded: &Guarded) -> Chain {
+    let mut rules: Vec<Rule> = snapshot
+        .networks
+        .iter()
+        .filter(|n| n.internal)
+        .map(internal_egress_rule)
+        .collect();
+    rules.extend(guarded.interfaces.iter().map(|name| {
+        Rule::new(
+            vec![Match::OutInterface(name.clone())],
+            Action::Jump(TO_BRIDGE_CHAIN.to_string()),
+        )
+    }));
+    Chain {
+        name: FORWARD_CHAIN.to_string(),
+        hook: Some(Hook::ForwardFilter),
+        rules,
+    }
+}
+
+/// Nothing leaves an internal network's bridge (Docker's IPv6-safe form, moby#46214: same-bridge
+/// traffic, NDP and link-local inside the bridge are untouched).
+fn internal_egress_rule(network: &Network) -> Rule {
+    let bridge = InterfaceName::Exact(network.bridge.clone());
+    Rule::new(
+        vec![
+            Match::InInterface(bridge.clone()),
+            Match::OutInterfaceNot(bridge),
+        ],
+        Action::Drop,
+    )
+    .counted()
+    .comment(format!("internal network {}: no egress", network.name))
+}
+
+/// Decide traffic entering a Docker bridge, first match wins.
+fn to_bridge_chain(
+    snapshot: &Snapshot,
+    resolved: &Resolved,
+    guarded: &Guarded,
+    sets: &ExposureSets,
+    links: &NamedSet,
+) -> Chain {
+    let mut rules = vec![Rule::new(vec![Match::EstablishedOrRelated], Action::Accept)];
+    rules.extend(neighbour_discovery_rules());
+    if !links.elements.is_empty() {
+        rules.push(links_rule());
+    }
+    rules.extend(
+        exposure_lookups(sets)
+            .into_iter()
+            .map(translated_exposure_rule),
+    );
+    let networks = sorted_networks(snapshot);
+    rules.extend(networks.iter().map(|n| icc_rule(n, resolved)));
+    rules.extend(
+        networks
+            .iter()
+            .filter(|n| n.internal)
+            .map(|n| internal_ingress_rule(n)),
+    );
+    rules.extend(guarded.interfaces.iter().map(isolation_rule));
+    rules.extend(exposure_lookups(sets).into_iter().map(|lookup| {
+        Rule::new(vec![lookup], Action::Accept).comment("published container ports")
+    }));
+    rules.push(Rule::new(
+        vec![Match::Icmpv6Type(Icmpv6Type::EchoRequest)],
+        Action::Accept,
+    ));
+    rules.push(
+        Rule::new(vec![], Action::Drop)
+            .counted()
+            .comment("not published"),
+    );
+    Chain {
+        name: TO_BRIDGE_CHAIN.to_string(),
+        hook: None,
+        rules,
+    }
+}
+
+/// Neighbour solicitations and advertisements between containers on one bridge always pass,
+/// even with ICC off: dropping them breaks nothing ICC protects but would break links
+/// (libnetwork#2626 is what dropping NDP did to Docker's own IPv6 rules).
+fn neighbour_discovery_rules() -> Vec<Rule> {
+    [Icmpv6Type::NeighborSolicit, Icmpv6Type::NeighborAdvert]
+        .into_iter()
+        .map(|t| Rule::new(vec![Match::Icmpv6Type(t)], Action::Accept))
+        .collect()
+}
+
+/// `--link` with ICC off: the parent may reach the child's exposed ports.
+fn links_rule() -> Rule {
+    Rule::new(
+        vec![Match::Lookup {
+            fields: vec![
+                PacketField::SourceAddress,
+                PacketField::DestinationAddress,
+                PacketField::Protocol,
+                PacketField::DestinationPort,
+            ],
+            set: LINKS_SET.to_string(),
+        }],
+        Action::Accept,
+    )
+    .comment("links")
+}
+
+/// A connection v6guard translated to a published port (through a host address) is let in
+/// from anywhere, other Docker networks included, as Docker's proxy does for IPv4 and as
+/// Docker 28 documents ("published ports are reachable from other bridge networks").
+fn translated_exposure_rule(lookup: Match) -> Rule {
+    Rule::new(vec![Match::Dnatted, lookup], Action::Accept)
+        .comment("published ports through a host address")
+}
+
+fn sorted_networks(snapshot: &Snapshot) -> Vec<&Network> {
+    let mut networks: Vec<&Network> = snapshot.networks.iter().collect();
+    networks.sort_by(|a, b| a.bridge.cmp(&b.bridge));
+    networks
+}
+
+/// Same-bridge traffic: drop when the network's ICC is off, accept (before the isolation drop
+/// below catches it) when on.
+fn icc_rule(network: &Network, resolved: &Resolved) -> Rule {
+    let bridge = InterfaceName::Exact(network.bridge.clone());
+    let matches = vec![
+        Match::InInterface(bridge.clone()),
+        Match::OutInterface(bridge),
+    ];
+    if resolved.network(network).icc {
+        Rule::new(matches, Action::Accept).comment(format!("icc on: network {}", network.name))
+    } else {
+        Rule::new(matches, Action::Drop)
+            .counted()
+            .comment(format!("icc off: network {}", network.name))
+    }
+}
+
+/// Nothing from outside an internal network's bridge gets in (not even ICMPv6 echo).
+fn internal_ingress_rule(network: &Network) -> Rule {
+    Rule::new(
+        vec![Match::OutInterface(InterfaceName::Exact(
+            network.bridge.clone(),
+        ))],
+        Action::Drop,
+    )
+    .counted()
+    .comment(format!("internal network {}: no ingress", network.name))
+}
+
+/// Traffic from one Docker bridge into another is dropped (Docker's isolation chains).
+fn isolation_rule(from: &InterfaceName) -> Rule {
+    Rule::new(vec![Match::InInterface(from.clone())], Action::Drop)
+        .counted()
+        .comment("isolation between Docker networks")
+}
+
+/// Every (container IPv6 address, protocol, container port) reachable over IPv6 on the
+/// network that carries the container's port mappings: published bindings and policy
+/// `expose` ports, minus policy `deny`. Ports with an `allow_from` go to the restricted set,
+/// one element per allowed prefix.
+pub fn exposure_sets(snapshot: &Snapshot, resolved: &Resolved) -> ExposureSets {
+    let mut published = NamedSet::set(PUBLISHED_SET, service_types());
+    let mut restricted_key = service_types();
+    restricted_key.push(FieldType::Prefix);
+    let mut restricted = NamedSet::interval_set(RESTRICTED_SET, restricted_key);
+    for exposure in exposures(snapshot, resolved) {
+        let service = vec![
+            Field::Address(exposure.address),
+            Field::Protocol(exposure.protocol),
+            Field::Port(exposure.port),
+        ];
+        match &exposure.allow_from {
+            None => {
+                published.elements.insert(service, Vec::new());
+            }
+            Some(prefixes) => {
+                for prefix in prefixes {
+                    let mut key = service.clone();
+                    key.push(Field::Prefix(prefix.trunc()));
+                    restricted.elements.insert(key, Vec::new());
+                }
+            }
+        }
+    }
+    // A port both published openly and restricted (two bindings of one port) is open.
+    let open: Vec<Vec<Field>> = published.elements.keys().cloned().collect();
+    restricted
+        .elements
+        .retain(|key, _| !open.iter().any(|service| key.starts_with(service)));
+    ExposureSets {
+        published,
+        restricted,
+    }
+}
+
+/// (parent address, child address, protocol, port) for every `--link` on a bridge with ICC
+/// off, per exposed port of the child, as Docker's IPv4 link rules (which Docker never wrote
+/// for IPv6).
+pub fn links_set(snapshot: &Snapshot, resolved: &Resolved) -> NamedSet {
+    let mut set = NamedSet::set(
+        LINKS_SET,
+        vec![
+            FieldType::Address,
+            FieldType::Address,
+            FieldType::Protocol,
+            FieldType::Port,
+        ],
+    );
+    let by_name: BTreeMap<&str, _> = snapshot
+        .containers
+        .iter()
+        .map(|c| (c.name.as_str(), c))
+        .collect();
+    for parent in &snapshot.containers {
+        for child in parent.links.iter().filter_map(|n| by_name.get(n.as_str())) {
+            for (network_id, parent_address, child_address) in shared_addresses(parent, child) {
+                let icc_off = snapshot
+                    .network_by_id(network_id)
+                    .is_some_and(|n| !resolved.network(n).icc);
+                if !icc_off {
+                    continue;
+                }
+                for exposed in &child.exposed {
+                    let key = vec![
+                        Field::Address(parent_address),
+                        Field::Address(child_address),
+                        Field::Protocol(exposed.protocol),
+                        Field::Port(exposed.port),
+                    ];
+                    set.elements.insert(key, Vec::new());
+                }
+            }
+        }
+    }
+    set
+}
+
+/// Networks two containers share, with each one's IPv6 address there.
+fn shared_addresses<'a>(
+    a: &'a crate::snapshot::Container,
+    b: &'a crate::snapshot::Container,
+) -> impl Iterator<Item = (&'a str, std::net::Ipv6Addr, std::net::Ipv6Addr)> {
+    a.endpoints.iter().filter_map(move |ea| {
+        let eb = b.endpoints.iter().find(|e| e.network_id == ea.network_id)?;
+        Some((ea.network_id.as_str(), ea.ipv6?, eb.ipv6?))
+    })
+}

@@ -1,0 +1,204 @@
+//! The operator's policy (policy files and container labels) laid over Docker's state: what
+//! each network and container gets once overrides are applied. Pure.
+
+use std::collections::BTreeMap;
+use std::net::Ipv6Addr;
+
+use ipnet::Ipv6Net;
+
+use super::published::{port_network, publications};
+use crate::config::{
+    ContainerPolicy, Policy, container_policy_from_labels, effective_container_policy,
+    unknown_names,
+};
+use crate::snapshot::{Container, Network, PortBinding, Protocol, Snapshot};
+
+/// A network's behaviour after policy overrides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkRules {
+    /// Container-to-container IPv6 on the bridge.
+    pub icc: bool,
+    /// `Some` forces NAT66 on or off; `None` follows the defaults and Docker's option.
+    pub nat66: Option<bool>,
+    /// SNAT source instead of masquerade: the policy's `snat_address`, else Docker's
+    /// `com.docker.network.host_ipv6`.
+    pub snat: Option<Ipv6Addr>,
+}
+
+/// Policy resolved against one snapshot.
+#[derive(Debug, Clone, Default)]
+pub struct Resolved {
+    /// By network ID.
+    networks: BTreeMap<String, NetworkRules>,
+    /// By container name; containers without any policy are absent.
+    containers: BTreeMap<String, ContainerPolicy>,
+}
+
+impl Resolved {
+    /// The rules for `network` (Docker's own settings when no policy names it).
+    pub fn network(&self, network: &Network) -> NetworkRules {
+        self.networks
+            .get(&network.id)
+            .cloned()
+            .unwrap_or_else(|| docker_rules(network))
+    }
+
+    /// The container's policy, if any.
+    pub fn container(&self, container: &Container) -> Option<&ContainerPolicy> {
+        self.containers.get(&container.name)
+    }
+
+    /// Whether the policy keeps this container port closed over IPv6.
+    pub fn denied(&self, container: &Container, protocol: Protocol, port: u16) -> bool {
+        self.container(container)
+            .is_some_and(|p| p.deny.iter().any(|d| d.contains(protocol, port)))
+    }
+}
+
+fn docker_rules(network: &Network) -> NetworkRules {
+    NetworkRules {
+        icc: network.icc,
+        nat66: None,
+        snat: network.host_ipv6,
+    }
+}
+
+/// Apply `policy` (and the containers' labels) to `snapshot`.
+pub fn resolve(snapshot: &Snapshot, policy: &Policy) -> Resolved {
+    let networks = snapshot
+        .networks
+        .iter()
+        .filter_map(|network| {
+            let overrides = policy.networks.get(&network.name)?;
+            let docker = docker_rules(network);
+            let rules = NetworkRules {
+                icc: overrides.icc.unwrap_or(docker.icc),
+                nat66: overrides.nat66.or(overrides.snat_address.map(|_| true)),
+                snat: overrides.snat_address.or(docker.snat),
+            };
+            Some((network.id.clone(), rules))
+        })
+        .collect();
+    let containers = snapshot
+        .containers
+        .iter()
+        .filter_map(|container| {
+            let (effective, _) = container_policy(container, policy);
+            effective.map(|p| (container.name.clone(), p))
+        })
+        .collect();
+    Resolved {
+        networks,
+        containers,
+    }
+}
+
+/// The container's effective policy (file entry merged with labels) and what was wrong or
+/// narrowed on the way, as messages naming the container.
+fn container_policy(
+    container: &Container,
+    policy: &Policy,
+) -> (Option<ContainerPolicy>, Vec<String>) {
+    let (labels, label_errors) = container_policy_from_labels(&container.labels);
+    let mut messages: Vec<String> = label_errors
+        .iter()
+        .map(|e| format!("container {}: {e} (label ignored)", container.name))
+        .collect();
+    let file = policy.containers.get(&container.name);
+    if file.is_none() && labels.is_none() {
+        return (None, messages);
+    }
+    let (effective, warnings) = effective_container_policy(file, labels.as_ref());
+    messages.extend(
+        warnings
+            .iter()
+            .map(|w| format!("container {}: {w}", container.name)),
+    );
+    (Some(effective), messages)
+}
+
+/// Everything worth telling the operator about the policy against this snapshot: malformed
+/// labels, label values narrowed by a policy file, names that match nothing.
+pub fn warnings(snapshot: &Snapshot, policy: &Policy) -> Vec<String> {
+    let mut out: Vec<String> = snapshot
+        .containers
+        .iter()
+        .flat_map(|c| container_policy(c, policy).1)
+        .collect();
+    out.extend(
+        unknown_names(policy, snapshot)
+            .iter()
+            .map(|w| w.to_string()),
+    );
+    out
+}
+
+/// A container port reachable over IPv6 on the container's address, and from where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exposure<'a> {
+    pub container: &'a Container,
+    pub address: Ipv6Addr,
+    pub protocol: Protocol,
+    pub port: u16,
+    /// `None`: from anywhere. `Some`: only from these prefixes (possibly none).
+    pub allow_from: Option<Vec<Ipv6Net>>,
+    /// Why the port is open: a published binding, or the policy's `expose`.
+    pub cause: Cause<'a>,
+}
+
+/// Why a container port is reachable over IPv6.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cause<'a> {
+    Published(&'a PortBinding),
+    Exposed,
+}
+
+/// Every exposure: published bindings and policy `expose` ports, minus denied ports, with the
+/// container's `allow_from`.
+pub fn exposures<'a>(snapshot: &'a Snapshot, resolved: &Resolved) -> Vec<Exposure<'a>> {
+    let mut out: Vec<Exposure> = publications(snapshot)
+        .into_iter()
+        .filter(|p| !resolved.denied(p.container, p.binding.protocol, p.binding.container_port))
+        .map(|p| Exposure {
+            container: p.container,
+            address: p.address,
+            protocol: p.binding.protocol,
+            port: p.binding.container_port,
+            allow_from: allowed_sources(resolved, p.container),
+            cause: Cause::Published(p.binding),
+        })
+        .collect();
+    for container in &snapshot.containers {
+        let Some(policy) = resolved.container(container) else {
+            continue;
+        };
+        let Some((_, Some(address))) = port_network(snapshot, container) else {
+            continue;
+        };
+        for spec in &policy.expose {
+            out.extend(
+                spec.ports()
+                    .filter(|port| !resolved.denied(container, spec.protocol, *port))
+                    .map(|port| Exposure {
+                        container,
+                        address,
+                        protocol: spec.protocol,
+                        port,
+                        allow_from: policy.allow_from.clone(),
+                        cause: Cause::Exposed,
+                    }),
+            );
+        }
+    }
+    out
+}
+
+fn allowed_sources(resolved: &Resolved, container: &Container) -> Option<Vec<Ipv6Net>> {
+    resolved.container(container)?.allow_from.clone()
+}
+
+/// Whether this binding may be translated (DNAT) to its container: not when the policy denies
+/// the container port.
+pub fn dnat_allowed(resolved: &Resolved, container: &Container, binding: &PortBinding) -> bool {
+    !resolved.denied(container, binding.protocol, binding.container_port)
+}
