@@ -10,6 +10,7 @@ use std::process::Command;
 use tracing::{info, warn};
 
 use crate::nft::{self, NftError};
+use crate::ruleset::Ruleset;
 
 /// With this sysctl on, IPv6 bridged between two ports of a bridge passes the ip6 forward hook
 /// with iifname == oifname == the bridge, which is what ICC enforcement relies on.
@@ -25,6 +26,20 @@ pub fn docker_nft_ip6_table() -> Result<bool, NftError> {
     Ok(nft::list_tables()?
         .iter()
         .any(|t| t.family == libc::NFPROTO_IPV6 as u32 && t.name == "docker-bridges"))
+}
+
+/// Make the host able to enforce `ruleset`: turn on bridged-IPv6 filtering when it needs it.
+/// A failure is logged, not fatal: the rest of the ruleset still protects.
+pub fn ensure_prerequisites(ruleset: &Ruleset) {
+    if ruleset.needs_bridge_netfilter && !bridge_nf_ip6tables() {
+        if let Err(error) = enable_bridge_nf_ip6tables() {
+            warn!(
+                %error,
+                "ICC is off on some network but net.bridge.bridge-nf-call-ip6tables could not be \
+                 turned on: containers on one bridge can still talk over IPv6"
+            );
+        }
+    }
 }
 
 /// Turn on `bridge-nf-call-ip6tables` (loading br_netfilter first if needed), as dockerd does

@@ -7,6 +7,8 @@
 //! pure functions (`convert`) that are tested on JSON captured from Docker 20.10.
 
 mod convert;
+pub mod events;
+mod links;
 
 pub use convert::{container_from_summary, network_from_api};
 
@@ -90,7 +92,35 @@ pub async fn read_networks(docker: &Docker) -> Result<Vec<Network>, DockerError>
 
 /// Every running container, sorted by name.
 pub async fn read_containers(docker: &Docker) -> Result<Vec<Container>, DockerError> {
-    let options = ListContainersOptionsBuilder::new().all(false).build();
+    list_containers(docker, None).await
+}
+
+/// The running containers among `ids` (full IDs), sorted by name: one `/containers/json`
+/// call with an `id` filter, so the result has exactly the shape of the full list. IDs that
+/// are not running (stopped, removed, never existed) are simply absent.
+pub async fn read_containers_by_id(
+    docker: &Docker,
+    ids: &[String],
+) -> Result<Vec<Container>, DockerError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let filters = HashMap::from([("id".to_string(), ids.to_vec())]);
+    let mut containers = list_containers(docker, Some(&filters)).await?;
+    // dockerd matches `id` filters as patterns; keep exact matches only.
+    containers.retain(|c| ids.contains(&c.id));
+    Ok(containers)
+}
+
+async fn list_containers(
+    docker: &Docker,
+    filters: Option<&HashMap<String, Vec<String>>>,
+) -> Result<Vec<Container>, DockerError> {
+    let mut builder = ListContainersOptionsBuilder::new().all(false);
+    if let Some(filters) = filters {
+        builder = builder.filters(filters);
+    }
+    let options = builder.build();
     let list = docker
         .list_containers(Some(options))
         .await
@@ -100,5 +130,6 @@ pub async fn read_containers(docker: &Docker) -> Result<Vec<Container>, DockerEr
         })?;
     let mut containers: Vec<Container> = list.iter().filter_map(container_from_summary).collect();
     containers.sort_by(|a, b| a.name.cmp(&b.name));
+    links::add_links(docker, &mut containers).await?;
     Ok(containers)
 }

@@ -1,15 +1,17 @@
 //! nftables: the two backends of one Ruleset (text for the dry run, netlink for apply) and
 //! the few read-only kernel queries v6guard needs (which tables exist).
 
+pub mod incremental;
+mod layout;
 pub mod netlink;
+pub mod read;
 pub mod render;
 
-use std::ffi::CStr;
+pub use read::{TableId, list_tables};
+
 use std::io;
 
-use nftnl::nftnl_sys as sys;
-
-use crate::ruleset::{Ruleset, TABLE_NAME, TABLE_PREFIX};
+use crate::ruleset::{Ruleset, TABLE_PREFIX};
 
 /// What went wrong talking to nf_tables, with what to do about it.
 #[derive(Debug, thiserror::Error)]
@@ -80,66 +82,4 @@ pub fn cleanup() -> Result<Vec<String>, NftError> {
     }
     netlink::send_batch(&batch.finalize())?;
     Ok(ours)
-}
-
-/// Whether v6guard's main table is present in the kernel.
-pub fn table_installed() -> Result<bool, NftError> {
-    Ok(list_tables()?
-        .iter()
-        .any(|t| t.family == libc::NFPROTO_IPV6 as u32 && t.name == TABLE_NAME))
-}
-
-/// One nftables table as the kernel lists it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TableId {
-    pub family: u32,
-    pub name: String,
-}
-
-/// All tables in the current network namespace, any family.
-pub fn list_tables() -> Result<Vec<TableId>, NftError> {
-    let socket = mnl::Socket::new(mnl::Bus::Netfilter).map_err(NftError::Socket)?;
-    let portid = socket.portid();
-    let seq = 1;
-    let request = nftnl::table::get_tables_nlmsg(seq);
-    socket.send(&request).map_err(NftError::Send)?;
-
-    let mut tables = Vec::new();
-    let mut buffer = vec![0u8; nftnl::nft_nlmsg_maxsize() as usize];
-    loop {
-        let n = socket.recv_raw(&mut buffer).map_err(NftError::Receive)?;
-        if n == 0 {
-            break;
-        }
-        let result = mnl::cb_run2(&buffer[..n], seq, portid, parse_table, &mut tables)
-            .map_err(NftError::Receive)?;
-        if let mnl::CbResult::Stop = result {
-            break;
-        }
-    }
-    Ok(tables)
-}
-
-fn parse_table(header: &libc::nlmsghdr, tables: &mut Vec<TableId>) -> libc::c_int {
-    // SAFETY: `header` is a complete NEWTABLE message from the kernel (mnl validated it);
-    // the nftnl_table is allocated and freed here.
-    unsafe {
-        let table = sys::nftnl_table_alloc();
-        if table.is_null() {
-            return mnl::mnl_sys::MNL_CB_ERROR;
-        }
-        if sys::nftnl_table_nlmsg_parse(header as *const _ as *const _, table) < 0 {
-            sys::nftnl_table_free(table);
-            return mnl::mnl_sys::MNL_CB_ERROR;
-        }
-        let name = sys::nftnl_table_get_str(table, sys::NFTNL_TABLE_NAME as u16);
-        if !name.is_null() {
-            tables.push(TableId {
-                family: sys::nftnl_table_get_u32(table, sys::NFTNL_TABLE_FAMILY as u16),
-                name: CStr::from_ptr(name).to_string_lossy().into_owned(),
-            });
-        }
-        sys::nftnl_table_free(table);
-    }
-    mnl::mnl_sys::MNL_CB_OK
 }

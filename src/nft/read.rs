@@ -1,0 +1,291 @@
+//! Reading back what the kernel holds: tables, rule counts, set elements. Used by `cleanup`
+//! (which tables are ours), stand-down (Docker's own table) and the daemon's drift checks.
+
+use std::collections::BTreeMap;
+use std::ffi::{CStr, CString};
+use std::io;
+
+use nftnl::nftnl_sys as sys;
+
+use super::NftError;
+use super::incremental::missing_from;
+use super::layout::decode_fields;
+use crate::ruleset::{Field, NamedSet, Ruleset};
+
+/// A set's elements: key -> value (empty for a set).
+pub type Elements = BTreeMap<Vec<Field>, Vec<Field>>;
+
+/// One nftables table as the kernel lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableId {
+    pub family: u32,
+    pub name: String,
+}
+
+/// All tables in the current network namespace, any family.
+pub fn list_tables() -> Result<Vec<TableId>, NftError> {
+    let socket = mnl::Socket::new(mnl::Bus::Netfilter).map_err(NftError::Socket)?;
+    let portid = socket.portid();
+    let seq = 1;
+    let request = nftnl::table::get_tables_nlmsg(seq);
+    socket.send(&request).map_err(NftError::Send)?;
+
+    let mut tables = Vec::new();
+    let mut buffer = vec![0u8; nftnl::nft_nlmsg_maxsize() as usize];
+    loop {
+        let n = socket.recv_raw(&mut buffer).map_err(NftError::Receive)?;
+        if n == 0 {
+            break;
+        }
+        let result = mnl::cb_run2(&buffer[..n], seq, portid, parse_table, &mut tables)
+            .map_err(NftError::Receive)?;
+        if let mnl::CbResult::Stop = result {
+            break;
+        }
+    }
+    Ok(tables)
+}
+
+fn parse_table(header: &libc::nlmsghdr, tables: &mut Vec<TableId>) -> libc::c_int {
+    // SAFETY: `header` is a complete NEWTABLE message from the kernel (mnl validated it);
+    // the nftnl_table is allocated and freed here.
+    unsafe {
+        let table = sys::nftnl_table_alloc();
+        if table.is_null() {
+            return mnl::mnl_sys::MNL_CB_ERROR;
+        }
+        if sys::nftnl_table_nlmsg_parse(header as *const _ as *const _, table) < 0 {
+            sys::nftnl_table_free(table);
+            return mnl::mnl_sys::MNL_CB_ERROR;
+        }
+        let name = sys::nftnl_table_get_str(table, sys::NFTNL_TABLE_NAME as u16);
+        if !name.is_null() {
+            tables.push(TableId {
+                family: sys::nftnl_table_get_u32(table, sys::NFTNL_TABLE_FAMILY as u16),
+                name: CStr::from_ptr(name).to_string_lossy().into_owned(),
+            });
+        }
+        sys::nftnl_table_free(table);
+    }
+    mnl::mnl_sys::MNL_CB_OK
+}
+
+/// The differences between what the kernel holds in v6guard's table and `expected`: missing
+/// table, wrong rule count, set elements missing or extra. Empty when they agree. Rules are
+/// compared by count only; edits that keep the count are caught by the change monitor.
+pub fn verify(expected: &Ruleset) -> Result<Vec<String>, NftError> {
+    // A rule dump filtered by a table that does not exist comes back empty, not ENOENT:
+    // check the table itself first.
+    let present = list_tables()?
+        .iter()
+        .any(|t| t.family == libc::NFPROTO_IPV6 as u32 && t.name == expected.table);
+    let rules = match count_rules(&expected.table)? {
+        Some(rules) if present => rules,
+        _ => return Ok(vec![format!("table ip6 {} is missing", expected.table)]),
+    };
+    let mut problems = Vec::new();
+    if rules != expected.rule_count() {
+        problems.push(format!(
+            "table ip6 {} holds {rules} rules, expected {}",
+            expected.table,
+            expected.rule_count()
+        ));
+    }
+    for set in &expected.sets {
+        match read_elements(&expected.table, set)? {
+            None => problems.push(format!("set {} is missing", set.name)),
+            Some(held) if held != set.elements => problems.push(format!(
+                "set {} holds {} elements ({} missing or changed, {} extra), expected {}",
+                set.name,
+                held.len(),
+                missing_from(&set.elements, &held).len(),
+                held.keys()
+                    .filter(|k| !set.elements.contains_key(*k))
+                    .count(),
+                set.elements.len()
+            )),
+            Some(_) => {}
+        }
+    }
+    Ok(problems)
+}
+
+/// Number of rules in table `ip6 TABLE`, or `None` when the table does not exist.
+pub fn count_rules(table: &str) -> Result<Option<usize>, NftError> {
+    let name = c_string(table)?;
+    let request = dump_request(libc::NFT_MSG_GETRULE as u16, |header| {
+        // SAFETY: a fresh rule object carries only the table filter; it is freed here.
+        unsafe {
+            let rule = sys::nftnl_rule_alloc();
+            if rule.is_null() {
+                return;
+            }
+            sys::nftnl_rule_set_str(rule, sys::NFTNL_RULE_TABLE as u16, name.as_ptr());
+            sys::nftnl_rule_set_u32(
+                rule,
+                sys::NFTNL_RULE_FAMILY as u16,
+                libc::NFPROTO_IPV6 as u32,
+            );
+            sys::nftnl_rule_nlmsg_build_payload(header, rule);
+            sys::nftnl_rule_free(rule);
+        }
+    });
+    let mut count = 0usize;
+    match run_dump(&request, count_message, &mut count) {
+        Ok(()) => Ok(Some(count)),
+        Err(NftError::Receive(e)) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The elements the kernel holds in `set` (decoded with its key and value types) in table
+/// `ip6 TABLE`, or `None` when the table or set is missing.
+pub fn read_elements(table: &str, set: &NamedSet) -> Result<Option<Elements>, NftError> {
+    let table_name = c_string(table)?;
+    let set_name = c_string(&set.name)?;
+    // SAFETY: allocated here, freed by `OwnedSet`'s Drop.
+    let holder = OwnedSet(unsafe { sys::nftnl_set_alloc() });
+    if holder.0.is_null() {
+        return Err(NftError::Receive(io::Error::from(
+            io::ErrorKind::OutOfMemory,
+        )));
+    }
+    // SAFETY: the set object is valid; the strings outlive the calls (libnftnl copies them).
+    unsafe {
+        sys::nftnl_set_set_str(holder.0, sys::NFTNL_SET_TABLE as u16, table_name.as_ptr());
+        sys::nftnl_set_set_str(holder.0, sys::NFTNL_SET_NAME as u16, set_name.as_ptr());
+        sys::nftnl_set_set_u32(
+            holder.0,
+            sys::NFTNL_SET_FAMILY as u16,
+            libc::NFPROTO_IPV6 as u32,
+        );
+    }
+    let request = dump_request(libc::NFT_MSG_GETSETELEM as u16, |header| {
+        // SAFETY: the set object is valid and names the set to dump.
+        unsafe { sys::nftnl_set_elems_nlmsg_build_payload(header, holder.0) }
+    });
+    let mut target = holder.0;
+    match run_dump(&request, parse_elements, &mut target) {
+        Ok(()) => Ok(Some(collect_elements(&holder, set))),
+        Err(NftError::Receive(e)) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+struct OwnedSet(*mut sys::nftnl_set);
+
+impl Drop for OwnedSet {
+    fn drop(&mut self) {
+        if !self.0.is_null() {
+            // SAFETY: allocated by nftnl_set_alloc and not freed elsewhere.
+            unsafe { sys::nftnl_set_free(self.0) }
+        }
+    }
+}
+
+fn collect_elements(holder: &OwnedSet, set: &NamedSet) -> Elements {
+    let mut out = BTreeMap::new();
+    // SAFETY: the iterator walks the set's own element list and is destroyed before return;
+    // each key and data pointer is valid for its length while the set lives.
+    unsafe {
+        let iter = sys::nftnl_set_elems_iter_create(holder.0);
+        if iter.is_null() {
+            return out;
+        }
+        let mut elem = sys::nftnl_set_elems_iter_cur(iter);
+        let mut unknown = 0u16;
+        while !elem.is_null() {
+            let key = elem_bytes(elem, sys::NFTNL_SET_ELEM_KEY);
+            let key_end = set
+                .interval
+                .then(|| elem_bytes(elem, sys::NFTNL_SET_ELEM_KEY_END));
+            let value = elem_bytes(elem, sys::NFTNL_SET_ELEM_DATA);
+            let decoded = decode_fields(&set.key, &key, key_end.as_deref()).zip(if set.is_map() {
+                decode_fields(&set.value, &value, None)
+            } else {
+                Some(Vec::new())
+            });
+            // An element v6guard never writes still counts: keep a marker that matches nothing.
+            let (key, value) = decoded.unwrap_or_else(|| {
+                unknown += 1;
+                (vec![Field::Port(unknown)], vec![Field::Port(0)])
+            });
+            out.insert(key, value);
+            elem = sys::nftnl_set_elems_iter_next(iter);
+        }
+        sys::nftnl_set_elems_iter_destroy(iter);
+    }
+    out
+}
+
+/// An element attribute's bytes (empty when absent).
+///
+/// # Safety
+/// `elem` must be a live element.
+unsafe fn elem_bytes(elem: *mut sys::nftnl_set_elem, attr: u32) -> Vec<u8> {
+    let mut len = 0u32;
+    // SAFETY: per this function's contract; the pointer is valid for `len` bytes.
+    unsafe {
+        let data = sys::nftnl_set_elem_get(elem, attr as u16, &mut len);
+        if data.is_null() {
+            return Vec::new();
+        }
+        std::slice::from_raw_parts(data as *const u8, len as usize).to_vec()
+    }
+}
+
+/// A dump request (`NLM_F_DUMP`) of `msg_type` for family ip6, its payload written by `payload`.
+fn dump_request(msg_type: u16, payload: impl FnOnce(*mut libc::nlmsghdr)) -> Vec<u8> {
+    let mut buffer = vec![0u8; nftnl::nft_nlmsg_maxsize() as usize];
+    // SAFETY: the buffer is nft_nlmsg_maxsize bytes, enough for one header and payload.
+    let length = unsafe {
+        let header = sys::nftnl_nlmsg_build_hdr(
+            buffer.as_mut_ptr().cast(),
+            msg_type,
+            libc::NFPROTO_IPV6 as u16,
+            libc::NLM_F_DUMP as u16,
+            1,
+        );
+        payload(header.cast());
+        (*header).nlmsg_len as usize
+    };
+    buffer.truncate(length);
+    buffer
+}
+
+fn run_dump<T>(request: &[u8], callback: mnl::Callback<T>, data: &mut T) -> Result<(), NftError> {
+    let socket = mnl::Socket::new(mnl::Bus::Netfilter).map_err(NftError::Socket)?;
+    socket.send(request).map_err(NftError::Send)?;
+    let portid = socket.portid();
+    let mut buffer = vec![0u8; nftnl::nft_nlmsg_maxsize() as usize];
+    loop {
+        let n = socket.recv_raw(&mut buffer).map_err(NftError::Receive)?;
+        if n == 0 {
+            return Ok(());
+        }
+        match mnl::cb_run2(&buffer[..n], 1, portid, callback, data).map_err(NftError::Receive)? {
+            mnl::CbResult::Stop => return Ok(()),
+            mnl::CbResult::Ok => {}
+        }
+    }
+}
+
+fn count_message(_header: &libc::nlmsghdr, count: &mut usize) -> libc::c_int {
+    *count += 1;
+    mnl::mnl_sys::MNL_CB_OK
+}
+
+fn parse_elements(header: &libc::nlmsghdr, set: &mut *mut sys::nftnl_set) -> libc::c_int {
+    // SAFETY: `header` is a complete NEWSETELEM message (mnl validated it); the set is valid.
+    let result =
+        unsafe { sys::nftnl_set_elems_nlmsg_parse((header as *const libc::nlmsghdr).cast(), *set) };
+    if result < 0 {
+        mnl::mnl_sys::MNL_CB_ERROR
+    } else {
+        mnl::mnl_sys::MNL_CB_OK
+    }
+}
+
+fn c_string(text: &str) -> Result<CString, NftError> {
+    CString::new(text).map_err(|_| NftError::Name(text.to_string()))
+}
