@@ -1,0 +1,129 @@
+//! Command-line arguments shared by the commands, and how they combine with v6guard.yaml.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use v6guard::config::{self, Config};
+use v6guard::plan::{PlanInputs, PlanOptions};
+
+#[derive(Args)]
+pub struct DockerArgs {
+    /// Docker API endpoint. Default: docker_host in v6guard.yaml, else
+    /// unix:///var/run/docker.sock.
+    #[arg(long, env = "DOCKER_HOST")]
+    pub docker_host: Option<String>,
+    /// dockerd's config file. Default: the --config-file dockerd runs with, else
+    /// /etc/docker/daemon.json. Flags on dockerd's command line win over it, as in dockerd.
+    #[arg(long, value_name = "PATH")]
+    pub daemon_json: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct ReadArgs {
+    #[command(flatten)]
+    pub docker: DockerArgs,
+    /// Use a saved snapshot (`v6guard snapshot > FILE`) instead of reading Docker.
+    #[arg(long, value_name = "FILE")]
+    pub snapshot: Option<PathBuf>,
+    #[command(flatten)]
+    pub config: ConfigArgs,
+}
+
+impl DockerArgs {
+    /// The Docker endpoint: the flag (or DOCKER_HOST), else v6guard.yaml, else the local socket.
+    pub fn host(&self, config: &Config) -> String {
+        self.docker_host
+            .clone()
+            .or_else(|| config.docker_host.clone())
+            .unwrap_or_else(|| v6guard::docker::DEFAULT_SOCKET.to_string())
+    }
+
+    /// dockerd's config file: the flag, else v6guard.yaml, else dockerd's own choice.
+    pub fn daemon_json(&self, config: &Config) -> Option<PathBuf> {
+        self.daemon_json
+            .clone()
+            .or_else(|| config.daemon_json.clone())
+    }
+}
+
+/// Where v6guard's own configuration is.
+#[derive(Args)]
+pub struct ConfigArgs {
+    /// v6guard's configuration file. Default: /etc/v6guard/v6guard.yaml (missing: defaults).
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Directory of policy files (*.yaml, *.yml). Default: /etc/v6guard/policies (missing:
+    /// no policy).
+    #[arg(long, value_name = "DIR")]
+    pub policies_dir: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct DaemonArgs {
+    #[command(flatten)]
+    pub docker: DockerArgs,
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Re-read everything from Docker and re-plan this often, as a safety net. Default:
+    /// resync_interval in v6guard.yaml (300 s).
+    #[arg(long, value_name = "SECS")]
+    pub resync_interval: Option<u64>,
+    /// Check that the kernel still holds the applied table this often (the nftables change
+    /// monitor catches most drift at once; this is its backup).
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub verify_interval: u64,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9576). Default:
+    /// metrics_listen in v6guard.yaml; off when neither is set.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Remove v6guard's tables when stopping (default: leave them in place, fail-closed).
+    #[arg(long)]
+    pub cleanup_on_exit: bool,
+    /// Where to write the daemon's status for `v6guard status`.
+    #[arg(long, value_name = "PATH", default_value = v6guard::daemon::status::DEFAULT_STATE_FILE)]
+    pub state_file: PathBuf,
+    /// Apply even though Docker manages IPv6 itself.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Args)]
+pub struct CheckConfigArgs {
+    #[command(flatten)]
+    pub files: ConfigArgs,
+    /// Docker API endpoint for the name checks. Default: docker_host in the configuration
+    /// file, else the local socket.
+    #[arg(long, env = "DOCKER_HOST")]
+    pub docker_host: Option<String>,
+    /// Check names against a saved snapshot (`v6guard snapshot > FILE`) instead of Docker.
+    #[arg(long, value_name = "FILE", conflicts_with = "offline")]
+    pub snapshot: Option<PathBuf>,
+    /// Do not contact Docker: check the files only.
+    #[arg(long)]
+    pub offline: bool,
+}
+
+/// Load v6guard.yaml and the policy files, or every error found in them. Nothing may be read
+/// from Docker or written to the kernel before this succeeds.
+pub fn load_inputs(files: &ConfigArgs) -> Result<(Config, PlanInputs), String> {
+    let config = config::load_config(files.config.as_deref());
+    let policy = config::load_policies(files.policies_dir.as_deref());
+    match (config, policy) {
+        (Ok(config), Ok(policy)) => {
+            let options = PlanOptions::from_defaults(&config.defaults);
+            Ok((config, PlanInputs { options, policy }))
+        }
+        (config, policy) => {
+            let errors: Vec<String> = [config.err(), policy.err()]
+                .into_iter()
+                .flatten()
+                .map(|e| e.to_string())
+                .collect();
+            Err(format!(
+                "the configuration has errors; nothing was changed:\n{}",
+                errors.join("\n")
+            ))
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! The `v6guard` command line: arguments (`args`) and one module per group of commands.
+
+mod args;
+mod check_config;
+mod commands;
+mod daemon;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use args::{CheckConfigArgs, DaemonArgs, DockerArgs, ReadArgs};
+
+/// Gives Docker's IPv6 the firewall Docker gives IPv4: ICC blocking, isolation between
+/// networks and publish-only exposure, as one nftables table (ip6 v6guard) replaced atomically.
+#[derive(Parser)]
+#[command(name = "v6guard", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Print the ruleset `apply` would install, as an nft script (the dry run; changes nothing).
+    Render(ReadArgs),
+    /// Install the ruleset: replace table ip6 v6guard in one atomic transaction.
+    Apply {
+        #[command(flatten)]
+        read: ReadArgs,
+        /// Install even though Docker manages IPv6 itself (ip6tables on, Docker >= 27, or
+        /// Docker's nftables backend).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print everything v6guard reads from Docker and dockerd's settings, as JSON. Attach it to
+    /// bug reports; `render --snapshot FILE` reproduces the ruleset from it without Docker.
+    Snapshot(DockerArgs),
+    /// Remove every nftables table v6guard owns (ip6 tables named v6guard*). Nothing else is touched.
+    Cleanup,
+    /// Run as a service: follow Docker's events and keep the table true to them, restore it
+    /// when someone else changes it. Rules stay in place when the daemon stops (fail-closed).
+    Daemon(DaemonArgs),
+    /// Show the running daemon's last reconcile and counters (from its state file).
+    Status {
+        /// The daemon's state file.
+        #[arg(long, value_name = "PATH", default_value = v6guard::daemon::status::DEFAULT_STATE_FILE)]
+        state_file: PathBuf,
+        /// Print the state file's JSON instead of a summary.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the container IPv6 ports the outside world can reach, from where and why, and the
+    /// published ports that stay closed over IPv6; first checks the kernel holds the plan.
+    Audit {
+        #[command(flatten)]
+        read: ReadArgs,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check v6guard.yaml and the policy files, changing nothing: every error with its file,
+    /// line, column and key (exit 1), and warnings for names Docker does not know.
+    CheckConfig(CheckConfigArgs),
+}
+
+/// Run one command; `Err` is a message for the person at the terminal.
+pub async fn run(command: Command) -> Result<ExitCode, String> {
+    match command {
+        Command::Render(read) => commands::render(&read).await,
+        Command::Apply { read, force } => commands::apply(&read, force).await,
+        Command::Snapshot(docker) => commands::snapshot(&docker).await,
+        Command::Cleanup => commands::cleanup(),
+        Command::Audit { read, json } => commands::audit(&read, json).await,
+        Command::Daemon(args) => daemon::daemon(args).await,
+        Command::Status { state_file, json } => daemon::status(&state_file, json),
+        Command::CheckConfig(args) => check_config::check_config(args).await,
+    }
+}
