@@ -34,11 +34,17 @@ V6G_DOCKERD_LOG=$V6G_LAB_DIR/dockerd.log
 V6G_DOCKERD_PID=$V6G_LAB_DIR/dockerd.pid
 V6G_IMAGE=v6guard-lab/busybox:latest
 # Bump when the image content recipe changes; v6g_ensure_image rebuilds on mismatch.
-V6G_IMAGE_REV=3
+V6G_IMAGE_REV=4
 # shellcheck disable=SC2034  # for users of the library
 V6G_OUTSIDE_NET=2001:db8:76::/64
 V6G_OUTSIDE_HOST_ADDR=2001:db8:76::1
 V6G_OUTSIDE_NS_ADDR=2001:db8:76::2
+# IPv4 on the same veth (TEST-NET-2, documentation range), so tests can put Docker's IPv4
+# behaviour beside v6guard's IPv6 behaviour. Not TEST-NET-1: some machines number eth0 from
+# 192.0.2.0/24. v6g_outside_up refuses to run if either prefix is already in use here.
+V6G_OUTSIDE_NET4=198.51.100.0/24
+V6G_OUTSIDE_HOST_ADDR4=198.51.100.1
+V6G_OUTSIDE_NS_ADDR4=198.51.100.2
 
 v6g_log() { printf '[v6g] %s\n' "$*" >&2; }
 v6g_die() { printf '[v6g] ERROR: %s\n' "$*" >&2; return 1; }
@@ -97,19 +103,30 @@ v6g__our_dockerd_pid() {
     printf '%s\n' "$pid"
 }
 
+# The lab daemon's config. V6G_USERLAND_PROXY=true|false (default false) picks the proxy mode.
+v6g__lab_daemon_json() {
+    printf '{\n  "ipv6": true,\n  "fixed-cidr-v6": "fd76:6700:0:1::/64",\n  "icc": false,\n  "userland-proxy": %s,\n  "ip6tables": false\n}\n' \
+        "${V6G_USERLAND_PROXY:-false}"
+}
+
 v6g__write_daemon_json() {
     mkdir -p "$V6G_LAB_DIR"
     local want
-    want='{
-  "ipv6": true,
-  "fixed-cidr-v6": "fd76:6700:0:1::/64",
-  "icc": false,
-  "userland-proxy": false,
-  "ip6tables": false
-}'
+    want=$(v6g__lab_daemon_json)
     if [[ ! -f "$V6G_DAEMON_JSON" ]] || [[ "$(cat "$V6G_DAEMON_JSON")" != "$want" ]]; then
         printf '%s\n' "$want" >"$V6G_DAEMON_JSON"
     fi
+}
+
+# v6g_restart_dockerd: restart our lab dockerd so it picks up V6G_USERLAND_PROXY.
+# Only for a dockerd this library started.
+v6g_restart_dockerd() {
+    if v6g_docker_up && ! v6g__our_dockerd_pid >/dev/null; then
+        v6g_die "the running dockerd was not started by scripts/lib.sh; not restarting it"; return 1
+    fi
+    v6g_stop_dockerd
+    v6g__write_daemon_json
+    v6g_ensure_dockerd
 }
 
 v6g_ensure_dockerd() {
@@ -254,6 +271,11 @@ v6g_ensure_image() {
     printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' >"$root/etc/passwd"
     printf 'root:x:0:\nnogroup:x:65534:\n' >"$root/etc/group"
     printf 'v6guard-lab ok\n' >"$root/www/index.html"
+    # /cgi-bin/ip answers with the client address the container sees (REMOTE_ADDR), so tests
+    # can tell a preserved source from a translated one.
+    mkdir -p "$root/www/cgi-bin"
+    v6g__ip_cgi >"$root/www/cgi-bin/ip"
+    chmod 755 "$root/www/cgi-bin/ip"
 
     if ! tar --numeric-owner --owner=0 --group=0 -C "$root" -cf - . \
         | "$DOCKER" import \
@@ -270,6 +292,23 @@ v6g_ensure_image() {
         "$DOCKER" image rm "$old_id" >/dev/null 2>&1 || true
     fi
     v6g_log "built $V6G_IMAGE"
+}
+
+# A CGI script for busybox httpd that prints the client's address.
+v6g__ip_cgi() {
+    # shellcheck disable=SC2016  # $REMOTE_ADDR is for the CGI script, not this shell
+    printf '#!/bin/sh\nprintf "Content-Type: text/plain\\r\\n\\r\\n%%s\\n" "$REMOTE_ADDR"\n'
+}
+
+# v6g_www_dir: a document root on the host (for the outside namespace's httpd) with the
+# same /cgi-bin/ip; prints its path.
+v6g_www_dir() {
+    local dir=/run/v6guard-lab/www
+    mkdir -p "$dir/cgi-bin"
+    printf 'v6guard-lab outside ok\n' >"$dir/index.html"
+    v6g__ip_cgi >"$dir/cgi-bin/ip"
+    chmod 755 "$dir/cgi-bin/ip"
+    printf '%s\n' "$dir"
 }
 
 v6g__file_is_static() {
@@ -302,6 +341,8 @@ v6g_outside_up() {
 
     # Start from a clean state (idempotent re-up).
     v6g_outside_down "$name"
+    v6g__prefix_free "$V6G_OUTSIDE_NET" || return 1
+    v6g__prefix_free "$V6G_OUTSIDE_NET4" || return 1
 
     # Host must route between the veth and the docker bridges.
     sysctl -q -w net.ipv6.conf.all.forwarding=1 >/dev/null
@@ -318,10 +359,24 @@ v6g_outside_up() {
            ip -n "$name" link set lo up &&
            ip -n "$name" -6 addr add "$V6G_OUTSIDE_NS_ADDR/64" dev "$nif" nodad &&
            ip -n "$name" link set "$nif" up &&
-           ip -n "$name" -6 route add default via "$V6G_OUTSIDE_HOST_ADDR" dev "$nif"; }; then
+           ip -n "$name" -6 route add default via "$V6G_OUTSIDE_HOST_ADDR" dev "$nif" &&
+           ip -4 addr add "$V6G_OUTSIDE_HOST_ADDR4/24" dev "$hif" &&
+           ip -n "$name" -4 addr add "$V6G_OUTSIDE_NS_ADDR4/24" dev "$nif" &&
+           ip -n "$name" -4 route add default via "$V6G_OUTSIDE_HOST_ADDR4" dev "$nif"; }; then
         v6g_outside_down "$name"; v6g_die "configuring outside namespace $name failed"; return 1
     fi
     v6g_log "outside ns $name up: $nif $V6G_OUTSIDE_NS_ADDR/64 <-> host $hif $V6G_OUTSIDE_HOST_ADDR/64"
+}
+
+# Fail when a route for PREFIX already exists on the host (another link, or eth0, uses it):
+# adding ours would shadow it.
+v6g__prefix_free() {
+    local prefix=$1 family=-4
+    [[ "$prefix" == *:* ]] && family=-6
+    if [[ -n "$(ip "$family" route show root "$prefix" 2>/dev/null; ip "$family" route show match "$prefix" 2>/dev/null | grep -v "^default")" ]]; then
+        v6g_die "$prefix is already routed on this host ($(ip "$family" route show match "$prefix" | grep -v '^default' | head -n1)); the lab will not shadow it"
+        return 1
+    fi
 }
 
 v6g_outside_down() {

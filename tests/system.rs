@@ -196,20 +196,33 @@ fn render_is_exactly_what_apply_installs() {
         &["-p", "18100-18109:18100-18109"],
     );
     let snapshot = temp_file("render-live.json", &v6guard_ok(&["snapshot"]));
-    assert_render_matches_apply(&snapshot, "live");
+    assert_render_matches_apply(&snapshot, "live", &[]);
+    // With a policy: an interval set of allowed source prefixes, an extra exposed port.
+    let policies = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("render-policies");
+    std::fs::create_dir_all(&policies).expect("policy dir");
+    std::fs::write(
+        policies.join("10-render.yaml"),
+        "containers:\n  v6gt-render-web:\n    allow_from: [\"2001:db8:76::/64\", \"fd00:1::/66\", \"2001:db8:99::5\"]\n    expose: [\"9000-9002/udp\"]\n",
+    )
+    .expect("policy file");
+    let policies = policies.to_str().expect("utf-8 path");
+    assert_render_matches_apply(&snapshot, "live+policy", &["--policies-dir", policies]);
 
     let big = temp_file("render-big.json", &big_snapshot_json(1000, 10));
-    assert_render_matches_apply(&big, "1000x10");
+    assert_render_matches_apply(&big, "1000x10", &[]);
 }
 
-fn assert_render_matches_apply(snapshot: &std::path::Path, label: &str) {
+fn assert_render_matches_apply(snapshot: &std::path::Path, label: &str, extra: &[&str]) {
     let snapshot = snapshot.to_str().expect("utf-8 path");
-    let rendered = v6guard_ok(&["render", "--snapshot", snapshot]);
+    let rendered = v6guard_ok(&[&["render", "--snapshot", snapshot], extra].concat());
     let script = temp_file(&format!("render-{label}.nft"), &rendered);
 
     let applied_ns = Netns::new("v6gt-applied");
     let loaded_ns = Netns::new("v6gt-loaded");
-    let apply = applied_ns.exec(v6guard_bin(), &["apply", "--snapshot", snapshot]);
+    let apply = applied_ns.exec(
+        v6guard_bin(),
+        &[&["apply", "--snapshot", snapshot], extra].concat(),
+    );
     assert!(
         apply.status.success(),
         "apply: {}",
@@ -227,6 +240,12 @@ fn assert_render_matches_apply(snapshot: &std::path::Path, label: &str) {
     assert_eq!(
         normalize_listing(&applied),
         normalize_listing(&loaded),
+        "{label}"
+    );
+    // Not just the same text: the same expressions, registers and element bytes.
+    assert_eq!(
+        netlink_listing(&applied_ns),
+        netlink_listing(&loaded_ns),
         "{label}"
     );
 

@@ -21,6 +21,10 @@ pub const DOCKER: &str = "/usr/bin/docker";
 pub const IMAGE: &str = "v6guard-lab/busybox:latest";
 /// The outside namespace's address and the host's end of its veth (see scripts/lib.sh).
 pub const OUTSIDE_ADDR: &str = "2001:db8:76::2";
+pub const OUTSIDE_ADDR4: &str = "198.51.100.2";
+/// The host's addresses on the outside namespace's link.
+pub const HOST_ADDR: &str = "2001:db8:76::1";
+pub const HOST_ADDR4: &str = "198.51.100.1";
 
 static SYSTEM: Mutex<()> = Mutex::new(());
 
@@ -160,6 +164,25 @@ impl Network {
     }
 }
 
+impl Network {
+    /// `docker network create --internal --ipv6 --subnet SUBNET NAME`, replacing a leftover.
+    pub fn internal(name: &str, subnet: &str) -> Network {
+        let _ = run(DOCKER, &["network", "rm", name]);
+        docker(&[
+            "network",
+            "create",
+            "--internal",
+            "--ipv6",
+            "--subnet",
+            subnet,
+            name,
+        ]);
+        Network {
+            name: name.to_string(),
+        }
+    }
+}
+
 impl Drop for Network {
     fn drop(&mut self) {
         let _ = run(DOCKER, &["network", "rm", &self.name]);
@@ -176,7 +199,12 @@ impl Container {
     /// `docker run` arguments such as `-p 8080:80`.
     pub fn web(name: &str, network: &str, extra: &[&str]) -> Container {
         let _ = run(DOCKER, &["rm", "-f", name]);
-        let mut args = vec!["run", "-d", "--name", name, "--network", network];
+        let mut args = vec!["run", "-d", "--name", name];
+        // The default bridge is what `docker run` uses without --network; naming it
+        // explicitly makes dockerd refuse legacy --link.
+        if network != "bridge" {
+            args.extend(["--network", network]);
+        }
         args.extend(extra);
         args.extend([
             IMAGE,
@@ -236,6 +264,20 @@ impl Container {
     }
 }
 
+impl Container {
+    /// The client address an HTTP server at `address`:`port` saw for a request from this
+    /// container, or `None` when no answer came within 3 s.
+    pub fn fetch_ip(&self, address: &str, port: u16) -> Option<String> {
+        let url = ip_url(address, port);
+        answer(&run(
+            DOCKER,
+            &[
+                "exec", &self.name, "timeout", "3", "wget", "-q", "-O-", &url,
+            ],
+        ))
+    }
+}
+
 impl Drop for Container {
     fn drop(&mut self) {
         let _ = run(DOCKER, &["rm", "-f", &self.name]);
@@ -252,6 +294,7 @@ pub struct Outside {
 impl Outside {
     pub fn up(name: &str) -> Outside {
         lib_sh(&format!("v6g_outside_up {name}"));
+        let www = lib_sh_output("v6g_www_dir").trim().to_string();
         let server = Command::new("ip")
             .args([
                 "netns",
@@ -263,7 +306,7 @@ impl Outside {
                 "-p",
                 "[::]:8000",
                 "-h",
-                "/",
+                &www,
             ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -295,6 +338,69 @@ impl Outside {
         .status
         .success()
     }
+}
+
+impl Outside {
+    /// The client address an HTTP server at `address`:`port` saw for a request from outside
+    /// (its `/cgi-bin/ip`), or `None` when no answer came within 3 s.
+    pub fn fetch_ip(&self, address: &str, port: u16) -> Option<String> {
+        let url = ip_url(address, port);
+        let out = run(
+            "ip",
+            &[
+                "netns", "exec", &self.name, "curl", "-g", "-s", "-m", "3", &url,
+            ],
+        );
+        answer(&out)
+    }
+
+    /// Add another host address on the outside link (for SNAT targets), removed with the link.
+    /// An IPv6 one is added deprecated (preferred_lft 0) and an IPv4 one as secondary, so the
+    /// kernel never picks it as a source by itself: seeing it proves SNAT chose it.
+    pub fn add_host_address(&self, address: &str) {
+        let host_if = lib_sh_output(&format!("v6g_outside_ifnames {}", self.name));
+        let host_if = host_if.split_whitespace().next().expect("host ifname");
+        let with_prefix = if address.contains(':') {
+            format!("{address}/64")
+        } else {
+            format!("{address}/24")
+        };
+        let mut args = vec!["addr", "add", &with_prefix, "dev", host_if];
+        if address.contains(':') {
+            args.extend(["nodad", "preferred_lft", "0"]);
+        }
+        run_ok("ip", &args);
+    }
+}
+
+/// `http://[v6]:port/cgi-bin/ip` or `http://v4:port/cgi-bin/ip`.
+pub fn ip_url(address: &str, port: u16) -> String {
+    if address.contains(':') {
+        format!("http://[{address}]:{port}/cgi-bin/ip")
+    } else {
+        format!("http://{address}:{port}/cgi-bin/ip")
+    }
+}
+
+/// The address a `/cgi-bin/ip` answer names, without busybox httpd's brackets.
+fn answer(out: &Output) -> Option<String> {
+    if !out.status.success() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().last()?.trim();
+    let address = line.trim_start_matches('[').trim_end_matches(']');
+    // A dual-stack server reports IPv4 clients as IPv4-mapped IPv6 addresses.
+    let address = address.strip_prefix("::ffff:").unwrap_or(address);
+    (!address.is_empty()).then(|| address.to_string())
+}
+
+/// The client address seen by `/cgi-bin/ip` for a request made from the host itself.
+pub fn host_fetch_ip(address: &str, port: u16) -> Option<String> {
+    answer(&run(
+        "curl",
+        &["-g", "-s", "-m", "3", &ip_url(address, port)],
+    ))
 }
 
 impl Drop for Outside {
@@ -354,11 +460,16 @@ impl Drop for TableGuard {
 
 /// Run a snippet with scripts/lib.sh sourced.
 pub fn lib_sh(snippet: &str) {
+    lib_sh_output(snippet);
+}
+
+/// Run a snippet with scripts/lib.sh sourced; its stdout.
+pub fn lib_sh_output(snippet: &str) -> String {
     let lib = repo_root().join("scripts/lib.sh");
     run_ok(
         "bash",
         &["-c", &format!(". {} && {snippet}", lib.display())],
-    );
+    )
 }
 
 pub fn repo_root() -> PathBuf {
@@ -390,6 +501,36 @@ pub fn list_table(netns: Option<&Netns>) -> Option<String> {
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The kernel's own bytes for v6guard's table: `nft --debug=netlink list table` prints every
+/// expression with its registers and data, and every set element's key and value bytes.
+/// Element lines are sorted (hash order differs between two equal sets).
+pub fn netlink_listing(netns: &Netns) -> String {
+    let out = netns.exec(
+        "nft",
+        &["--debug=netlink", "list", "table", "ip6", "v6guard"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut lines: Vec<String> = Vec::new();
+    let mut elements: Vec<String> = Vec::new();
+    for line in text.lines() {
+        if line.starts_with("\telement ") {
+            elements.push(line.to_string());
+            continue;
+        }
+        elements.sort();
+        lines.append(&mut elements);
+        lines.push(line.to_string());
+    }
+    elements.sort();
+    lines.append(&mut elements);
+    lines.join("\n")
 }
 
 /// A table listing with its set elements sorted: the kernel lists a hash set in hash order,
