@@ -143,6 +143,12 @@ run_probes() {
         from_outside "http://[$IP6_1]:81/"
     probe "$phase" unpub2 "$e_unpub" "outside -> web2 [$IP6_2]:80" "NOT published (web2 publishes none)" \
         from_outside "http://[$IP6_2]:80/"
+    probe "$phase" host6 "$e_pub" "outside -> host [$V6G_OUTSIDE_HOST_ADDR]:$HOST_PORT" \
+        "published, via the host's address (DNAT)" \
+        from_outside "http://[$V6G_OUTSIDE_HOST_ADDR]:$HOST_PORT/"
+    local seen
+    seen=$(from_outside "http://[$V6G_OUTSIDE_HOST_ADDR]:$HOST_PORT/cgi-bin/ip" 2>/dev/null | tail -n 1 || true)
+    say "  web1 sees the client through the host address as: ${seen:-no answer} (outside is [$V6G_OUTSIDE_NS_ADDR])"
 }
 
 # --------------------------------------------------------------------------
@@ -318,6 +324,7 @@ summary "web2 -> web1 IPv4 :80 (ICC off, Docker)" c2c4
 summary "outside -> web1 IPv6 :80 (published)" pub
 summary "outside -> web1 IPv6 :81 (unpublished)" unpub
 summary "outside -> web2 IPv6 :80 (unpublished)" unpub2
+summary "outside -> host IPv6 :$HOST_PORT (DNAT)" host6
 echo
 say "total time: $((SECONDS - START))s"
 if ((FAILED > 0)); then
