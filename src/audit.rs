@@ -42,6 +42,8 @@ pub struct Closed {
 pub struct Audit {
     pub reachable: Vec<Reachable>,
     pub closed: Vec<Closed>,
+    /// Things that weaken what the lists say.
+    pub warnings: Vec<String>,
 }
 
 /// Audit what `plan` enforces for this snapshot and these inputs. Pure.
@@ -85,7 +87,20 @@ pub fn audit(snapshot: &Snapshot, inputs: &PlanInputs) -> Audit {
         .iter()
         .flat_map(|c| closed_ports(snapshot, &resolved, c, &reachable))
         .collect();
-    Audit { reachable, closed }
+    let mut warnings = Vec::new();
+    let needs_bridge_netfilter = snapshot.networks.iter().any(|n| !resolved.network(n).icc);
+    if needs_bridge_netfilter && !snapshot.engine.bridge_nf_ip6tables {
+        warnings.push(
+            "ICC is off on some network but net.bridge.bridge-nf-call-ip6tables is 0: containers \
+             on one bridge can still talk over IPv6 (v6guard apply turns it on)"
+                .to_string(),
+        );
+    }
+    Audit {
+        reachable,
+        closed,
+        warnings,
+    }
 }
 
 fn host_port(binding: &PortBinding) -> String {
@@ -213,6 +228,9 @@ pub fn render_text(audit: &Audit, enforcement: &Enforcement) -> String {
         Enforcement::Unchecked => {
             out.push_str("v6guard: enforcement not checked (audit of a saved snapshot)\n")
         }
+    }
+    for warning in &audit.warnings {
+        let _ = writeln!(out, "warning: {warning}");
     }
     out.push_str("\nReachable over IPv6:\n");
     if audit.reachable.is_empty() {

@@ -171,6 +171,8 @@ pub struct Chain {
 pub enum Hook {
     /// `type filter hook forward priority filter; policy accept;`
     ForwardFilter,
+    /// `type filter hook input priority filter; policy accept;`
+    InputFilter,
     /// `type nat hook prerouting priority dstnat; policy accept;`
     PreroutingNat,
     /// `type nat hook output priority -100; policy accept;`

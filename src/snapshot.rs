@@ -31,8 +31,9 @@ pub struct Engine {
     pub version: String,
     /// API version the client negotiated, e.g. `1.41`.
     pub api_version: String,
-    /// Whether `net.bridge.bridge-nf-call-ip6tables` is on (from `/info`). ICC for IPv6 is only
-    /// enforceable when bridged IPv6 passes the ip6 forward hook.
+    /// Whether `net.bridge.bridge-nf-call-ip6tables` was on when the snapshot was taken (read
+    /// from /proc). ICC for IPv6 is only enforceable when bridged IPv6 passes the ip6 forward
+    /// hook; `apply` turns it on when the plan needs it, and `audit` warns when it is off.
     pub bridge_nf_ip6tables: bool,
     /// Whether Docker's own `ip6 docker-bridges` nftables table exists (Docker 29's nftables
     /// backend manages IPv6 itself when it does).

@@ -11,39 +11,6 @@ use common::*;
 
 const READY: Duration = Duration::from_secs(10);
 
-/// Puts the lab dockerd in one userland-proxy mode; restores the lab default (proxy off) on
-/// drop, so later tests find the daemon as scripts/lib.sh starts it.
-struct ProxyMode {
-    changed: bool,
-}
-
-impl ProxyMode {
-    fn set(on: bool) -> ProxyMode {
-        let changed = current_proxy() != on;
-        if changed {
-            lib_sh(&format!("V6G_USERLAND_PROXY={on} v6g_restart_dockerd"));
-        }
-        assert_eq!(current_proxy(), on, "dockerd runs with userland-proxy={on}");
-        ProxyMode { changed }
-    }
-}
-
-impl Drop for ProxyMode {
-    fn drop(&mut self) {
-        if self.changed && current_proxy() {
-            lib_sh("V6G_USERLAND_PROXY=false v6g_restart_dockerd");
-        }
-    }
-}
-
-fn current_proxy() -> bool {
-    let snapshot: serde_json::Value =
-        serde_json::from_str(&v6guard_ok(&["snapshot"])).expect("snapshot is JSON");
-    snapshot["daemon"]["userland_proxy"]["value"]
-        .as_bool()
-        .expect("userland_proxy is a bool")
-}
-
 /// One line of the side-by-side report each test prints.
 fn report(what: &str, ipv4: &Option<String>, before: &Option<String>, after: &Option<String>) {
     let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "no answer".to_string());

@@ -20,10 +20,23 @@ fn policy_dir(name: &str, files: &[(&str, &str)]) -> String {
 }
 
 /// deny closes a published port, allow_from admits only its prefixes, expose opens an
-/// unpublished port, and a container label narrows the same way.
+/// unpublished port, and a container label narrows the same way; with the proxy on, docker-proxy
+/// does not reopen what the policy closed.
 #[test]
-fn policies_shape_what_the_outside_reaches() {
+fn policies_shape_what_the_outside_reaches_proxy_off() {
     let Some(_lock) = system_lock() else { return };
+    let _mode = ProxyMode::set(false);
+    policies_shape_what_the_outside_reaches();
+}
+
+#[test]
+fn policies_shape_what_the_outside_reaches_proxy_on() {
+    let Some(_lock) = system_lock() else { return };
+    let _mode = ProxyMode::set(true);
+    policies_shape_what_the_outside_reaches();
+}
+
+fn policies_shape_what_the_outside_reaches() {
     let _table = TableGuard::clean();
     let outside = Outside::up("v6gt-pol-out");
     let net = Network::create("v6gt-pol", "fd76:6700:0:78::/64", &[]);

@@ -152,7 +152,9 @@ fn outside_reaches_only_published_ports() {
     let late2 = Container::web("v6gt-pub-late2", &late_net.name, &["-p", "18083:80"]);
     let late_v6 = late.ipv6(&net.name);
     let late2_v6 = late2.ipv6(&late_net.name);
-    // Prove each is up (reachable from a neighbour on its own bridge) before asserting closed.
+    // Prove each is up (from a neighbour on its own bridge, and from the host itself, whose
+    // own traffic is not forwarded) before asserting closed.
+    assert!(eventually(READY, || host_connects(&late2_v6, 80)));
     assert!(eventually(READY, || web.connects(&late_v6, 80)));
     assert!(
         !outside.connects(&late_v6, 80),
@@ -202,11 +204,25 @@ fn render_is_exactly_what_apply_installs() {
     std::fs::create_dir_all(&policies).expect("policy dir");
     std::fs::write(
         policies.join("10-render.yaml"),
-        "containers:\n  v6gt-render-web:\n    allow_from: [\"2001:db8:76::/64\", \"fd00:1::/66\", \"2001:db8:99::5\"]\n    expose: [\"9000-9002/udp\"]\n",
+        "containers:\n  v6gt-render-web:\n    allow_from: [\"2001:db8:76::/64\", \"2001:db8:76::5\", \"fd00:1::/66\", \"2001:db8:99::5\"]\n    expose: [\"9000-9002/udp\"]\n    deny: [\"81/udp\"]\n",
     )
     .expect("policy file");
     let policies = policies.to_str().expect("utf-8 path");
     assert_render_matches_apply(&snapshot, "live+policy", &["--policies-dir", policies]);
+
+    // Every rule shape v6guard has: links, internal networks, SNAT, one-address DNAT, hairpin,
+    // the host input chain, policy overrides.
+    let every = temp_file("render-every.json", &every_shape_snapshot_json());
+    let every_policies = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("render-every");
+    std::fs::create_dir_all(&every_policies).expect("policy dir");
+    std::fs::write(
+        every_policies.join("10-every.yaml"),
+        "networks:\n  lab-snat:\n    icc: false\n  bridge:\n    snat_address: 2001:db8:76::53\n\
+         containers:\n  web:\n    allow_from: [\"2001:db8:76::/64\"]\n    deny: [\"443/tcp\"]\n",
+    )
+    .expect("policy file");
+    let every_policies = every_policies.to_str().expect("utf-8 path");
+    assert_render_matches_apply(&every, "every shape", &["--policies-dir", every_policies]);
 
     let big = temp_file("render-big.json", &big_snapshot_json(1000, 10));
     assert_render_matches_apply(&big, "1000x10", &[]);
@@ -257,6 +273,106 @@ fn assert_render_matches_apply(snapshot: &std::path::Path, label: &str, extra: &
     );
 }
 
+/// A snapshot that makes the planner use every match and action it has.
+fn every_shape_snapshot_json() -> String {
+    let base: serde_json::Value =
+        serde_json::from_str(&v6guard_ok(&["snapshot"])).expect("snapshot is JSON");
+    let mut snapshot = base;
+    snapshot["daemon"]["userland_proxy"] =
+        serde_json::json!({"value": false, "source": {"kind": "default"}});
+    let network = |id: &str,
+                   name: &str,
+                   bridge: &str,
+                   subnet: &str,
+                   icc: bool,
+                   internal: bool,
+                   snat: Option<&str>| {
+        serde_json::json!({
+            "id": id, "name": name, "bridge": bridge, "ipv6_enabled": true,
+            "ipv6_subnets": [subnet], "icc": icc, "masquerade": true, "internal": internal,
+            "host_ipv6": snat
+        })
+    };
+    snapshot["networks"] = serde_json::json!([
+        network(
+            "n-bridge",
+            "bridge",
+            "docker0",
+            "fd76:6700:0:1::/64",
+            false,
+            false,
+            None
+        ),
+        network(
+            "n-int",
+            "lab-internal",
+            "br-1111111111aa",
+            "fd76:6700:0:3a::/64",
+            true,
+            true,
+            None
+        ),
+        network(
+            "n-snat",
+            "lab-snat",
+            "v6gtsnat0",
+            "2001:db8:3b::/64",
+            true,
+            false,
+            Some("2001:db8:76::54")
+        ),
+    ]);
+    let container = |name: &str,
+                     network: &str,
+                     address: &str,
+                     ports: serde_json::Value,
+                     links: &[&str]| {
+        serde_json::json!({
+            "id": format!("id-{name}"), "name": name, "labels": {},
+            "endpoints": [{"network_id": network, "network_name": network, "ipv4": null, "ipv6": address}],
+            "ports": ports,
+            "exposed": [{"protocol": "tcp", "port": 5432}, {"protocol": "udp", "port": 53}],
+            "links": links
+        })
+    };
+    snapshot["containers"] = serde_json::json!([
+        container(
+            "app",
+            "n-bridge",
+            "fd76:6700:0:1::2",
+            serde_json::json!([]),
+            &["db"]
+        ),
+        container(
+            "db",
+            "n-bridge",
+            "fd76:6700:0:1::3",
+            serde_json::json!([]),
+            &[]
+        ),
+        container(
+            "hidden",
+            "n-int",
+            "fd76:6700:0:3a::2",
+            serde_json::json!([]),
+            &[]
+        ),
+        container(
+            "web",
+            "n-snat",
+            "2001:db8:3b::2",
+            serde_json::json!([
+                {"protocol": "tcp", "container_port": 80, "host_ip": "::", "host_port": 8080},
+                {"protocol": "tcp", "container_port": 443, "host_ip": "2001:db8:76::1", "host_port": 8443},
+                {"protocol": "udp", "container_port": 53, "host_ip": "2001:db8:76::1", "host_port": 5353},
+                {"protocol": "sctp", "container_port": 9, "host_ip": null, "host_port": 9999}
+            ]),
+            &[]
+        ),
+    ]);
+    snapshot.to_string()
+}
+
 /// A synthetic snapshot of `containers` containers with `ports` published ports each.
 fn big_snapshot_json(containers: usize, ports: u16) -> String {
     let base: serde_json::Value =
@@ -274,7 +390,8 @@ fn big_snapshot_json(containers: usize, ports: u16) -> String {
                     let protocol = ["tcp", "udp", "sctp"][usize::from(p) % 3];
                     serde_json::json!({
                         "protocol": protocol,
-                        "container_port": 8000 + p, "host_ip": "::", "host_port": 20000 + p
+                        "container_port": 8000 + p, "host_ip": "::",
+                        "host_port": 20000 + i * usize::from(ports) + usize::from(p)
                     })
                 })
                 .collect();

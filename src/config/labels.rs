@@ -1,15 +1,19 @@
 //! Per-container policy from the container's own labels (`v6guard.allow_from`,
 //! `v6guard.expose`, `v6guard.deny`), for people who deploy with Compose rather than Ansible.
 //!
-//! A malformed label is reported and ignored, that label only: the container's other
-//! `v6guard.*` labels still apply, so a typo in one cannot reopen a port another closes.
+//! A malformed label is reported, and it fails closed: a broken `v6guard.allow_from` admits
+//! no source, a broken `v6guard.deny` closes every port of the container over IPv6, a broken
+//! `v6guard.expose` opens nothing. The container's other labels still apply, so a typo can
+//! never open more than the author meant.
 
 use std::collections::BTreeMap;
 
 use ipnet::Ipv6Net;
 
 use super::policy::ContainerPolicy;
+use super::ports::PortSpec;
 use super::values::{Invalid, parse_prefix};
+use crate::snapshot::Protocol;
 
 /// Every label v6guard reads starts with this.
 pub const LABEL_PREFIX: &str = "v6guard.";
@@ -53,13 +57,38 @@ pub fn container_policy_from_labels(
         }
         match apply_label(&mut policy, label, value) {
             Ok(()) => used = true,
-            Err(invalid) => errors.push(LabelError::new(label, value, invalid)),
+            Err(invalid) => {
+                used |= fail_closed(&mut policy, label);
+                errors.push(LabelError::new(label, value, invalid));
+            }
         }
     }
     if let Some(error) = expose_overlapping_deny(&mut policy, labels) {
         errors.push(error);
     }
     (used.then_some(policy), errors)
+}
+
+/// What a malformed label means: the narrowest reading. Returns whether it restricts anything.
+fn fail_closed(policy: &mut ContainerPolicy, label: &str) -> bool {
+    match label {
+        LABEL_ALLOW_FROM => {
+            policy.allow_from = Some(Vec::new());
+            true
+        }
+        LABEL_DENY => {
+            policy.deny = [Protocol::Tcp, Protocol::Udp, Protocol::Sctp]
+                .into_iter()
+                .map(|protocol| PortSpec {
+                    protocol,
+                    first: 1,
+                    last: u16::MAX,
+                })
+                .collect();
+            true
+        }
+        _ => false,
+    }
 }
 
 fn apply_label(policy: &mut ContainerPolicy, label: &str, value: &str) -> Result<(), Invalid> {
@@ -175,7 +204,7 @@ mod tests {
     }
 
     #[test]
-    fn a_malformed_label_is_ignored_alone() {
+    fn a_malformed_label_fails_closed_alone() {
         let (policy, errors) = container_policy_from_labels(&labels(&[
             ("v6guard.allow_from", "2001:db8::/129"),
             ("v6guard.deny", "5432/tcp"),
@@ -186,8 +215,31 @@ mod tests {
              over 128; expected an IPv6 prefix with a length from 0 to 128, such as 2001:db8::/32"
         );
         let policy = policy.unwrap();
-        assert_eq!(policy.allow_from, None);
-        assert_eq!(policy.deny, vec![spec("5432/tcp")]);
+        assert_eq!(
+            policy.allow_from,
+            Some(vec![]),
+            "a broken allow_from admits no one"
+        );
+        assert_eq!(
+            policy.deny,
+            vec![spec("5432/tcp")],
+            "the good label still applies"
+        );
+    }
+
+    #[test]
+    fn a_malformed_deny_label_closes_every_port() {
+        let (policy, errors) =
+            container_policy_from_labels(&labels(&[("v6guard.deny", "5432/tcpp")]));
+        assert_eq!(errors.len(), 1);
+        assert_eq!(
+            policy.unwrap().deny,
+            vec![
+                spec("1-65535/tcp"),
+                spec("1-65535/udp"),
+                spec("1-65535/sctp")
+            ]
+        );
     }
 
     #[test]

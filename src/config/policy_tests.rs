@@ -37,8 +37,6 @@ fn a_full_valid_file() {
          \x20   icc: false\n\
          \x20   nat66: true\n\
          \x20   snat_address: 2001:db8::80\n\
-         \x20   ndp_proxy:\n\
-         \x20     interface: eth0\n\
          containers:\n\
          \x20 web:\n\
          \x20   allow_from: [2001:db8::/32, \"fd00::/8\", 2001:db8:ffff::1]\n\
@@ -50,13 +48,17 @@ fn a_full_valid_file() {
     assert_eq!(frontend.icc, Some(false));
     assert_eq!(frontend.nat66, Some(true));
     assert_eq!(frontend.snat_address, Some("2001:db8::80".parse().unwrap()));
-    assert_eq!(
-        frontend.ndp_proxy,
-        Some(NdpProxy {
-            interface: "eth0".into()
-        })
-    );
+    assert_eq!(frontend.ndp_proxy, None);
     assert_eq!(frontend.origin, at(3, 3));
+    assert_eq!(
+        rejected("networks:\n  frontend:\n    ndp_proxy:\n      interface: eth0\n"),
+        [format!(
+            "{FILE}:3:5: networks.frontend.ndp_proxy: NDP proxying is not implemented yet; \
+             expected no ndp_proxy key for now (add `ip -6 neigh add proxy ADDR dev IF` entries \
+             by hand)"
+        )],
+        "a key that would do nothing is refused, not ignored"
+    );
     let web = &policy.containers["web"];
     let prefixes: Vec<String> = web
         .allow_from
@@ -81,7 +83,7 @@ fn a_full_valid_file() {
         ]
     );
     assert_eq!(web.deny, vec![PortSpec::single(Protocol::Tcp, 22)]);
-    assert_eq!(web.origin, at(10, 3));
+    assert_eq!(web.origin, at(8, 3));
 }
 
 #[test]

@@ -10,11 +10,11 @@
 
 use std::ffi::CString;
 
-use nftnl::set::{Set, SetKey};
+use nftnl::set::Set;
 use nftnl::{Batch, MsgType, ProtoFamily, Table};
 
-use super::NftError;
 use super::read::Elements;
+use super::{ConcatKey, NftError, c_string};
 use crate::ruleset::{Field, Ruleset};
 
 /// One set element: its key, and its value in a map (empty in a set).
@@ -126,19 +126,6 @@ pub fn apply_elements(table: &str, deltas: &[SetDelta]) -> Result<(), NftError> 
     super::netlink::send_batch(&batch.finalize())
 }
 
-/// nftnl's `Set` wants a compile-time key type; element messages carry only the set's name
-/// and the raw key and value bytes, so a placeholder type is enough.
-struct RawKey;
-
-impl SetKey for RawKey {
-    const TYPE: u32 = 0;
-    const LEN: u32 = 0;
-
-    fn data(&self) -> Box<[u8]> {
-        Box::new([])
-    }
-}
-
 /// A set object naming `ip6 TABLE NAME` that holds the given elements, encoded exactly as a
 /// full apply encodes them (interval ends included).
 fn element_set<'a, 'e>(
@@ -146,14 +133,10 @@ fn element_set<'a, 'e>(
     table: &'a Table,
     interval: bool,
     elements: impl Iterator<Item = (&'e Vec<Field>, Option<&'e Vec<Field>>)>,
-) -> Set<'a, RawKey> {
-    let set = Set::<RawKey>::new_named(name, 0, table, ProtoFamily::Ipv6);
+) -> Set<'a, ConcatKey> {
+    let set = Set::<ConcatKey>::new_named(name, 0, table, ProtoFamily::Ipv6);
     super::netlink::attach_elements(&set, interval, elements);
     set
-}
-
-fn c_string(text: &str) -> Result<CString, NftError> {
-    CString::new(text).map_err(|_| NftError::Name(text.to_string()))
 }
 
 #[cfg(test)]

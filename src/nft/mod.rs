@@ -26,6 +26,29 @@ pub enum NftError {
     Rejected(#[source] io::Error),
     #[error("`{0}` cannot be used as an nftables name (too long, or contains a NUL byte)")]
     Name(String),
+    #[error(
+        "the ruleset cannot be expressed in nftables: {0}; please report it with `v6guard snapshot`"
+    )]
+    Unexpressible(String),
+}
+
+/// A C string for libnftnl, or the error naming the offending text.
+fn c_string(text: &str) -> Result<std::ffi::CString, NftError> {
+    std::ffi::CString::new(text).map_err(|_| NftError::Name(text.to_string()))
+}
+
+/// nftnl's `Set` wants a compile-time key type; v6guard's keys are concatenations chosen at
+/// run time, so sets are created with this placeholder and their key attributes set after
+/// (element messages carry only the set's name and raw bytes).
+struct ConcatKey;
+
+impl nftnl::set::SetKey for ConcatKey {
+    const TYPE: u32 = 0;
+    const LEN: u32 = 0;
+
+    fn data(&self) -> Box<[u8]> {
+        Box::new([])
+    }
 }
 
 fn socket_hint(error: &io::Error) -> &'static str {
@@ -72,8 +95,7 @@ pub fn cleanup() -> Result<Vec<String>, NftError> {
     let tables: Vec<nftnl::Table> = ours
         .iter()
         .map(|name| {
-            let name =
-                std::ffi::CString::new(name.as_str()).map_err(|_| NftError::Name(name.clone()))?;
+            let name = c_string(name)?;
             Ok(nftnl::Table::new(&name, nftnl::ProtoFamily::Ipv6))
         })
         .collect::<Result<_, NftError>>()?;

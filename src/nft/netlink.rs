@@ -14,11 +14,11 @@ use std::ptr::NonNull;
 
 use ipnet::Ipv6Net;
 use nftnl::expr::{Expression, Masquerade};
-use nftnl::set::{Set, SetKey};
+use nftnl::set::Set;
 use nftnl::{Batch, FinalizedBatch, MsgType, ProtoFamily, Table, nft_expr, nftnl_sys as sys};
 
-use super::NftError;
 use super::layout::{Bound, concat_bytes, concat_len, concat_type, field_len, registers};
+use super::{ConcatKey, NftError, c_string};
 use crate::ruleset::{
     Action, Field, FieldType, Hook, Icmpv6Type, InterfaceName, Match, NamedSet, PacketField, Rule,
     Ruleset,
@@ -76,6 +76,7 @@ pub fn build_batch(ruleset: &Ruleset) -> Result<FinalizedBatch, NftError> {
 fn hook_parts(hook: Hook) -> (nftnl::Hook, nftnl::ChainType, i32) {
     match hook {
         Hook::ForwardFilter => (nftnl::Hook::Forward, nftnl::ChainType::Filter, 0),
+        Hook::InputFilter => (nftnl::Hook::In, nftnl::ChainType::Filter, 0),
         Hook::PreroutingNat => (nftnl::Hook::PreRouting, nftnl::ChainType::Nat, -100),
         Hook::OutputNat => (nftnl::Hook::Out, nftnl::ChainType::Nat, -100),
         Hook::PostroutingNat => (nftnl::Hook::PostRouting, nftnl::ChainType::Nat, 100),
@@ -158,19 +159,6 @@ struct SetRef<'a> {
     /// The set's id within this batch (a lookup may name a set created in the same batch).
     id: u32,
     interval: bool,
-}
-
-/// nftnl's `Set` wants a compile-time key type; v6guard's keys are concatenations chosen at
-/// run time, so the set is created with this placeholder and its key attributes set after.
-struct ConcatKey;
-
-impl SetKey for ConcatKey {
-    const TYPE: u32 = 0;
-    const LEN: u32 = 0;
-
-    fn data(&self) -> Box<[u8]> {
-        Box::new([])
-    }
 }
 
 fn build_set<'a>(
@@ -282,7 +270,7 @@ fn build_rule<'a>(
     if let Some(comment) = &rule.comment {
         nft_rule
             .set_comment(c_string(comment)?)
-            .map_err(|_| NftError::Name(comment.clone()))?;
+            .map_err(|_| NftError::Unexpressible(format!("comment `{comment}` is too long")))?;
     }
     Ok(nft_rule)
 }
@@ -424,7 +412,9 @@ fn source_prefix(net: &Ipv6Net) -> Result<Vec<RawExpr>, NftError> {
     let network = libc::NFT_PAYLOAD_NETWORK_HEADER as u32;
     let eq = libc::NFT_CMP_EQ as u32;
     if len == 0 {
-        return Err(NftError::Name(net.to_string()));
+        return Err(NftError::Unexpressible(format!(
+            "prefix {net} matches everything"
+        )));
     }
     if len % 8 == 0 {
         let bytes = usize::from(len / 8);
@@ -448,10 +438,11 @@ fn lookup_exprs(
     sets: &[SetRef<'_>],
     dreg: Option<u32>,
 ) -> Result<Vec<RawExpr>, NftError> {
-    let target = sets
-        .iter()
-        .find(|s| s.name == set)
-        .ok_or_else(|| NftError::Name(set.to_string()))?;
+    let target = sets.iter().find(|s| s.name == set).ok_or_else(|| {
+        NftError::Unexpressible(format!(
+            "a rule looks up set `{set}`, which the ruleset lacks"
+        ))
+    })?;
     let types: Vec<FieldType> = fields.iter().map(|f| f.field_type()).collect();
     let mut exprs = Vec::new();
     for (field, register) in fields.iter().zip(registers(&types)) {
@@ -634,8 +625,4 @@ impl Expression for RawExpr {
             expr
         }
     }
-}
-
-fn c_string(text: &str) -> Result<CString, NftError> {
-    CString::new(text).map_err(|_| NftError::Name(text.to_string()))
 }

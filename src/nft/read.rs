@@ -2,14 +2,14 @@
 //! (which tables are ours), stand-down (Docker's own table) and the daemon's drift checks.
 
 use std::collections::BTreeMap;
-use std::ffi::{CStr, CString};
+use std::ffi::CStr;
 use std::io;
 
 use nftnl::nftnl_sys as sys;
 
-use super::NftError;
 use super::incremental::missing_from;
 use super::layout::decode_fields;
+use super::{NftError, c_string};
 use crate::ruleset::{Field, NamedSet, Ruleset};
 
 /// A set's elements: key -> value (empty for a set).
@@ -284,8 +284,4 @@ fn parse_elements(header: &libc::nlmsghdr, set: &mut *mut sys::nftnl_set) -> lib
     } else {
         mnl::mnl_sys::MNL_CB_OK
     }
-}
-
-fn c_string(text: &str) -> Result<CString, NftError> {
-    CString::new(text).map_err(|_| NftError::Name(text.to_string()))
 }

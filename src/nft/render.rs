@@ -136,6 +136,7 @@ fn render_chain(chain: &Chain) -> String {
 fn render_hook(hook: Hook) -> &'static str {
     match hook {
         Hook::ForwardFilter => "type filter hook forward priority filter; policy accept;",
+        Hook::InputFilter => "type filter hook input priority filter; policy accept;",
         Hook::PreroutingNat => "type nat hook prerouting priority dstnat; policy accept;",
         Hook::OutputNat => "type nat hook output priority -100; policy accept;",
         Hook::PostroutingNat => "type nat hook postrouting priority srcnat; policy accept;",

@@ -13,6 +13,8 @@
 
 use std::collections::BTreeMap;
 
+use ipnet::Ipv6Net;
+
 use super::policy::{Resolved, exposures};
 use super::{FORWARD_CHAIN, Guarded, TO_BRIDGE_CHAIN};
 use crate::ruleset::{
@@ -20,6 +22,9 @@ use crate::ruleset::{
     PUBLISHED_SET, PacketField, RESTRICTED_SET, Rule,
 };
 use crate::snapshot::{Network, Snapshot};
+
+/// Docker's default bridge network, the only one with legacy links.
+const DEFAULT_NETWORK: &str = "bridge";
 
 /// `ip6 daddr . meta l4proto . th dport`: the service a packet is headed for.
 fn service_fields() -> Vec<PacketField> {
@@ -126,9 +131,7 @@ fn to_bridge_chain(
 ) -> Chain {
     let mut rules = vec![Rule::new(vec![Match::EstablishedOrRelated], Action::Accept)];
     rules.extend(neighbour_discovery_rules());
-    if !links.elements.is_empty() {
-        rules.push(links_rule());
-    }
+    rules.extend(links_rule(snapshot, links));
     rules.extend(
         exposure_lookups(sets)
             .into_iter()
@@ -172,21 +175,37 @@ fn neighbour_discovery_rules() -> Vec<Rule> {
         .collect()
 }
 
-/// `--link` with ICC off: the parent may reach the child's exposed ports.
-fn links_rule() -> Rule {
-    Rule::new(
-        vec![Match::Lookup {
-            fields: vec![
-                PacketField::SourceAddress,
-                PacketField::DestinationAddress,
-                PacketField::Protocol,
-                PacketField::DestinationPort,
+/// `--link` with ICC off: the parent may reach the child's exposed ports. Legacy links exist
+/// only on the default bridge, and the rule only accepts traffic bridged inside it: a
+/// container elsewhere (or a host outside) spoofing the parent's address gets nothing.
+fn links_rule(snapshot: &Snapshot, links: &NamedSet) -> Option<Rule> {
+    if links.elements.is_empty() {
+        return None;
+    }
+    let default_bridge = snapshot
+        .networks
+        .iter()
+        .find(|n| n.name == DEFAULT_NETWORK)?;
+    let bridge = InterfaceName::Exact(default_bridge.bridge.clone());
+    Some(
+        Rule::new(
+            vec![
+                Match::InInterface(bridge.clone()),
+                Match::OutInterface(bridge),
+                Match::Lookup {
+                    fields: vec![
+                        PacketField::SourceAddress,
+                        PacketField::DestinationAddress,
+                        PacketField::Protocol,
+                        PacketField::DestinationPort,
+                    ],
+                    set: LINKS_SET.to_string(),
+                },
             ],
-            set: LINKS_SET.to_string(),
-        }],
-        Action::Accept,
+            Action::Accept,
+        )
+        .comment("links"),
     )
-    .comment("links")
 }
 
 /// A connection v6guard translated to a published port (through a host address) is let in
@@ -259,9 +278,11 @@ pub fn exposure_sets(snapshot: &Snapshot, resolved: &Resolved) -> ExposureSets {
                 published.elements.insert(service, Vec::new());
             }
             Some(prefixes) => {
-                for prefix in prefixes {
+                // Nested or adjacent prefixes would overlap in the interval set, which the
+                // kernel refuses: merge them first.
+                for prefix in Ipv6Net::aggregate(prefixes) {
                     let mut key = service.clone();
-                    key.push(Field::Prefix(prefix.trunc()));
+                    key.push(Field::Prefix(prefix));
                     restricted.elements.insert(key, Vec::new());
                 }
             }

@@ -9,6 +9,7 @@
 mod filter;
 mod nat;
 mod policy;
+mod proxy;
 mod published;
 mod standdown;
 
@@ -93,7 +94,9 @@ pub fn plan(snapshot: &Snapshot, inputs: &PlanInputs) -> Ruleset {
     let exposure = filter::exposure_sets(snapshot, &resolved);
     let links = filter::links_set(snapshot, &resolved);
     let (dnat_any, dnat_host) = nat::dnat_maps(snapshot, &resolved);
+    let (host_closed, host_allowed) = proxy::host_port_sets(snapshot, &resolved);
     let mut chains = filter::chains(snapshot, &resolved, &guarded, &exposure, &links);
+    chains.extend(proxy::input_chain(&host_closed, &host_allowed));
     chains.extend(nat::chains(snapshot, &resolved, options, &guarded));
     let needs_bridge_netfilter = snapshot.networks.iter().any(|n| !resolved.network(n).icc);
     Ruleset {
@@ -105,6 +108,8 @@ pub fn plan(snapshot: &Snapshot, inputs: &PlanInputs) -> Ruleset {
             links,
             dnat_any,
             dnat_host,
+            host_closed,
+            host_allowed,
         ],
         chains,
     }

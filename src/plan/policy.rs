@@ -55,10 +55,16 @@ impl Resolved {
     }
 }
 
+/// What Docker's own options ask for. `com.docker.network.host_ipv6` is an explicit request
+/// for translation to that address, so it turns NAT66 on even for a global prefix (unless
+/// masquerading is off for the network, which in Docker disables SNAT too).
 fn docker_rules(network: &Network) -> NetworkRules {
     NetworkRules {
         icc: network.icc,
-        nat66: None,
+        nat66: network
+            .host_ipv6
+            .filter(|_| network.masquerade)
+            .map(|_| true),
         snat: network.host_ipv6,
     }
 }

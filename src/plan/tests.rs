@@ -486,3 +486,71 @@ fn label_policies_apply_and_malformed_labels_are_reported() {
         "{warnings:?}"
     );
 }
+
+#[test]
+fn the_links_rule_only_accepts_traffic_bridged_inside_the_default_bridge() {
+    let mut snapshot = lab_snapshot();
+    let mut db = container("db", "n0", "fd76:6700:0:1::3", vec![]);
+    db.exposed = vec![ExposedPort {
+        protocol: Protocol::Tcp,
+        port: 5432,
+    }];
+    let mut app = container("app", "n0", "fd76:6700:0:1::2", vec![]);
+    app.links = vec!["db".into()];
+    snapshot.containers = vec![app, db];
+    let ruleset = plan(&snapshot, &PlanInputs::default());
+    let rule = rules_in(&ruleset, TO_BRIDGE_CHAIN)
+        .iter()
+        .find(|r| r.comment.as_deref() == Some("links"))
+        .unwrap();
+    let docker0 = InterfaceName::Exact("docker0".into());
+    assert_eq!(rule.matches[0], Match::InInterface(docker0.clone()));
+    assert_eq!(
+        rule.matches[1],
+        Match::OutInterface(docker0),
+        "no spoofing from elsewhere"
+    );
+}
+
+#[test]
+fn nested_allow_from_prefixes_are_merged() {
+    let inputs = with_policy(
+        "containers:\n  web1:\n    allow_from: [\"2001:db8:76::/64\", \"2001:db8:76::5\", \"2001:db8:76:1::/64\"]\n",
+    );
+    let ruleset = plan(&lab_snapshot(), &inputs);
+    let port80: Vec<String> = dnat(&ruleset, RESTRICTED_SET)
+        .into_iter()
+        .filter(|e| e.contains(". 80 ."))
+        .collect();
+    assert_eq!(
+        port80,
+        vec!["fd76:6700:0:10::2 . tcp . 80 . 2001:db8:76::/63"],
+        "the kernel refuses overlapping intervals"
+    );
+}
+
+#[test]
+fn denied_and_restricted_host_ports_are_closed_on_the_host_too() {
+    let inputs = with_policy(
+        "containers:\n  web1:\n    deny: [\"83/tcp\"]\n    allow_from: [\"2001:db8:76::/64\"]\n",
+    );
+    let ruleset = plan(&lab_snapshot(), &inputs);
+    assert_eq!(
+        dnat(&ruleset, "host-closed"),
+        vec!["tcp . 8080", "tcp . 8083"],
+        "docker-proxy must not serve them to link-local sources or containers"
+    );
+    assert_eq!(
+        dnat(&ruleset, "host-allowed"),
+        vec!["tcp . 8080 . 2001:db8:76::/64"]
+    );
+    let input = rules_in(&ruleset, "input");
+    assert_eq!(input.len(), 3, "lo, allowed sources, then drop");
+    assert!(
+        plan(&lab_snapshot(), &PlanInputs::default())
+            .chains
+            .iter()
+            .all(|c| c.name != "input"),
+        "no input chain without such a policy"
+    );
+}

@@ -395,6 +395,15 @@ fn answer(out: &Output) -> Option<String> {
     (!address.is_empty()).then(|| address.to_string())
 }
 
+/// Whether a TCP connection from the host itself to `address`:`port` succeeds (2 s timeout).
+/// The host's own traffic is not forwarded, so this proves a container is up without going
+/// through v6guard's filter.
+pub fn host_connects(address: &str, port: u16) -> bool {
+    run("nc", &["-z", "-w", "2", address, &port.to_string()])
+        .status
+        .success()
+}
+
 /// The client address seen by `/cgi-bin/ip` for a request made from the host itself.
 pub fn host_fetch_ip(address: &str, port: u16) -> Option<String> {
     answer(&run(
@@ -578,4 +587,37 @@ pub fn temp_file(name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, text).expect("write temp file");
     path
+}
+
+/// Puts the lab dockerd in one userland-proxy mode; restores the lab default (proxy off) on
+/// drop, so later tests find the daemon as scripts/lib.sh starts it.
+pub struct ProxyMode {
+    changed: bool,
+}
+
+impl ProxyMode {
+    pub fn set(on: bool) -> ProxyMode {
+        let changed = current_proxy() != on;
+        if changed {
+            lib_sh(&format!("V6G_USERLAND_PROXY={on} v6g_restart_dockerd"));
+        }
+        assert_eq!(current_proxy(), on, "dockerd runs with userland-proxy={on}");
+        ProxyMode { changed }
+    }
+}
+
+impl Drop for ProxyMode {
+    fn drop(&mut self) {
+        if self.changed && current_proxy() {
+            lib_sh("V6G_USERLAND_PROXY=false v6g_restart_dockerd");
+        }
+    }
+}
+
+fn current_proxy() -> bool {
+    let snapshot: serde_json::Value =
+        serde_json::from_str(&v6guard_ok(&["snapshot"])).expect("snapshot is JSON");
+    snapshot["daemon"]["userland_proxy"]["value"]
+        .as_bool()
+        .expect("userland_proxy is a bool")
 }
