@@ -9,6 +9,7 @@ pub mod config;
 pub mod daemon;
 pub mod docker;
 pub mod host;
+pub mod ndp;
 pub mod nft;
 pub mod plan;
 pub mod read;

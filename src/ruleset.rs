@@ -5,7 +5,7 @@
 //! vocabulary is deliberately small (a handful of matches and verdicts) so that both backends
 //! can express every piece identically, which is what makes the dry run honest.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv6Addr;
 
 use ipnet::Ipv6Net;
@@ -36,6 +36,19 @@ pub struct Ruleset {
     /// The rules filter traffic bridged between two ports of one bridge (ICC off), which the
     /// ip6 hooks only see with `net.bridge.bridge-nf-call-ip6tables=1`. Apply turns it on.
     pub needs_bridge_netfilter: bool,
+    /// Neighbour-discovery proxy entries the host keeps beside the table (policy `ndp_proxy`).
+    pub ndp: NdpProxies,
+}
+
+/// Proxy entries in the host's neighbour table, so a LAN that cannot route a Docker prefix
+/// still reaches its containers (`ip -6 neigh add proxy ADDR dev IF`, one per container).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct NdpProxies {
+    /// (interface, container address) pairs to answer for.
+    pub entries: BTreeSet<(String, Ipv6Addr)>,
+    /// Docker's IPv6 subnets: proxy entries for addresses inside them belong to v6guard and
+    /// are removed when not wanted; any other entry is left alone.
+    pub owned: Vec<Ipv6Net>,
 }
 
 impl Ruleset {

@@ -99,6 +99,8 @@ pub async fn apply(read: &ReadArgs, force: bool) -> Result<ExitCode, String> {
     log_policy_warnings(&snapshot, &inputs);
     v6guard::host::ensure_prerequisites(&ruleset);
     nft::apply(&ruleset).map_err(|e| e.to_string())?;
+    v6guard::ndp::sync(&ruleset.ndp)
+        .map_err(|e| format!("the ruleset is applied, but NDP proxying is not: {e}"))?;
     info!(
         rules = ruleset.rule_count(),
         published = ruleset.element_count(),

@@ -194,14 +194,6 @@ fn read_network(checker: &mut Checker, value: &Value, path: &KeyPath) -> Option<
     if let Some(value) = fields.get("ndp_proxy") {
         network.ndp_proxy = read_ndp_proxy(checker, value, &path.key("ndp_proxy"));
     }
-    if network.ndp_proxy.is_some() {
-        // Parsed so the schema is settled, refused so nobody relies on it silently.
-        checker.invalid(
-            &path.key("ndp_proxy"),
-            "NDP proxying is not implemented yet",
-            "no ndp_proxy key for now (add `ip -6 neigh add proxy ADDR dev IF` entries by hand)",
-        );
-    }
     if network.nat66 == Some(false) && network.snat_address.is_some() {
         checker.invalid(
             &path.key("snat_address"),

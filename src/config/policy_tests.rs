@@ -50,14 +50,12 @@ fn a_full_valid_file() {
     assert_eq!(frontend.snat_address, Some("2001:db8::80".parse().unwrap()));
     assert_eq!(frontend.ndp_proxy, None);
     assert_eq!(frontend.origin, at(3, 3));
+    let ndp = parse("networks:\n  frontend:\n    ndp_proxy:\n      interface: eth0\n").unwrap();
     assert_eq!(
-        rejected("networks:\n  frontend:\n    ndp_proxy:\n      interface: eth0\n"),
-        [format!(
-            "{FILE}:3:5: networks.frontend.ndp_proxy: NDP proxying is not implemented yet; \
-             expected no ndp_proxy key for now (add `ip -6 neigh add proxy ADDR dev IF` entries \
-             by hand)"
-        )],
-        "a key that would do nothing is refused, not ignored"
+        ndp.networks["frontend"].ndp_proxy,
+        Some(NdpProxy {
+            interface: "eth0".into()
+        })
     );
     let web = &policy.containers["web"];
     let prefixes: Vec<String> = web

@@ -163,6 +163,7 @@ mod tests {
         set.elements = elements.iter().map(|k| (k.clone(), Vec::new())).collect();
         Ruleset {
             needs_bridge_netfilter: false,
+            ndp: Default::default(),
             table: "v6guard".into(),
             sets: vec![set],
             chains: vec![Chain {

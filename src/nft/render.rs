@@ -33,6 +33,18 @@ pub fn render_script(ruleset: &Ruleset) -> String {
     let _ = writeln!(out, "table ip6 {}", ruleset.table);
     let _ = writeln!(out, "delete table ip6 {}", ruleset.table);
     out.push_str(&render_table(ruleset));
+    if !ruleset.ndp.entries.is_empty() {
+        out.push_str(
+            "# Beside the table, apply keeps these neighbour-discovery proxy entries (and sets\n\
+             # net.ipv6.conf.IF.proxy_ndp=1 on their interfaces):\n",
+        );
+        for (interface, address) in &ruleset.ndp.entries {
+            let _ = writeln!(
+                out,
+                "#   ip -6 neigh replace proxy {address} dev {interface}"
+            );
+        }
+    }
     out
 }
 

@@ -8,6 +8,7 @@
 
 mod filter;
 mod nat;
+mod ndp;
 mod policy;
 mod proxy;
 mod published;
@@ -100,6 +101,7 @@ pub fn plan(snapshot: &Snapshot, inputs: &PlanInputs) -> Ruleset {
     chains.extend(nat::chains(snapshot, &resolved, options, &guarded));
     let needs_bridge_netfilter = snapshot.networks.iter().any(|n| !resolved.network(n).icc);
     Ruleset {
+        ndp: ndp::proxies(snapshot, &resolved),
         needs_bridge_netfilter,
         table: TABLE_NAME.to_string(),
         sets: vec![

@@ -23,6 +23,9 @@ pub struct NetworkRules {
     /// SNAT source instead of masquerade: the policy's `snat_address`, else Docker's
     /// `com.docker.network.host_ipv6`.
     pub snat: Option<Ipv6Addr>,
+    /// Answer neighbour solicitations for the network's container addresses on this
+    /// interface (policy `ndp_proxy`).
+    pub ndp_proxy: Option<String>,
 }
 
 /// Policy resolved against one snapshot.
@@ -66,6 +69,7 @@ fn docker_rules(network: &Network) -> NetworkRules {
             .filter(|_| network.masquerade)
             .map(|_| true),
         snat: network.host_ipv6,
+        ndp_proxy: None,
     }
 }
 
@@ -81,6 +85,7 @@ pub fn resolve(snapshot: &Snapshot, policy: &Policy) -> Resolved {
                 icc: overrides.icc.unwrap_or(docker.icc),
                 nat66: overrides.nat66.or(overrides.snat_address.map(|_| true)),
                 snat: overrides.snat_address.or(docker.snat),
+                ndp_proxy: overrides.ndp_proxy.as_ref().map(|p| p.interface.clone()),
             };
             Some((network.id.clone(), rules))
         })

@@ -554,3 +554,30 @@ fn denied_and_restricted_host_ports_are_closed_on_the_host_too() {
         "no input chain without such a policy"
     );
 }
+
+#[test]
+fn ndp_proxy_entries_follow_the_policy_and_the_containers() {
+    let inputs = with_policy("networks:\n  web:\n    ndp_proxy:\n      interface: eth1\n");
+    let ruleset = plan(&lab_snapshot(), &inputs);
+    let web1: Ipv6Addr = "fd76:6700:0:10::2".parse().unwrap();
+    assert_eq!(
+        ruleset.ndp.entries.iter().cloned().collect::<Vec<_>>(),
+        vec![("eth1".to_string(), web1)]
+    );
+    assert_eq!(
+        ruleset.ndp.owned.len(),
+        3,
+        "every Docker subnet is v6guard's to clean"
+    );
+    assert!(
+        plan(&lab_snapshot(), &PlanInputs::default())
+            .ndp
+            .entries
+            .is_empty()
+    );
+    let text = render_script(&ruleset);
+    assert!(
+        text.contains("#   ip -6 neigh replace proxy fd76:6700:0:10::2 dev eth1"),
+        "{text}"
+    );
+}

@@ -1,0 +1,129 @@
+//! NDP proxying with real neighbour discovery: a LAN namespace whose on-link /64 contains the
+//! Docker network's /66 cannot reach a container until v6guard answers for it on the uplink.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+const READY: Duration = Duration::from_secs(10);
+const LAN: &str = "v6gt-ndp-lan";
+const UPLINK: &str = "v6gt-ndp-h";
+
+/// The LAN: its hosts see 2001:db8:77::/64 as on-link, with no route to the Docker host.
+fn lan() -> Netns {
+    let lan = Netns::new(LAN);
+    let _ = run("ip", &["link", "del", UPLINK]);
+    run_ok(
+        "ip",
+        &[
+            "link",
+            "add",
+            UPLINK,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "v6gt-ndp-n",
+            "netns",
+            LAN,
+        ],
+    );
+    run_ok(
+        "ip",
+        &[
+            "-6",
+            "addr",
+            "add",
+            "2001:db8:77::1/64",
+            "dev",
+            UPLINK,
+            "nodad",
+        ],
+    );
+    run_ok("ip", &["link", "set", UPLINK, "up"]);
+    for args in [
+        vec!["link", "set", "lo", "up"],
+        vec![
+            "-6",
+            "addr",
+            "add",
+            "2001:db8:77::2/64",
+            "dev",
+            "v6gt-ndp-n",
+            "nodad",
+        ],
+        vec!["link", "set", "v6gt-ndp-n", "up"],
+    ] {
+        let out = lan.exec("ip", &args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    lan
+}
+
+fn lan_connects(lan: &Netns, address: &str, port: u16) -> bool {
+    lan.exec("nc", &["-z", "-w", "2", address, &port.to_string()])
+        .status
+        .success()
+}
+
+fn proxy_entries() -> String {
+    run_ok("ip", &["-6", "neigh", "show", "proxy"])
+}
+
+#[test]
+fn ndp_proxy_makes_containers_reachable_from_a_lan_that_cannot_route_docker() {
+    let Some(_lock) = system_lock() else { return };
+    let _table = TableGuard::clean();
+    let lan = lan();
+    let net = Network::create("v6gt-ndp", "2001:db8:77:0:8000::/66", &[]);
+    let web = Container::web("v6gt-ndp-web", &net.name, &["-p", "18480:80"]);
+    let web_v6 = web.ipv6(&net.name);
+    assert!(
+        eventually(READY, || host_connects(&web_v6, 80)),
+        "the container is up"
+    );
+    assert!(
+        !lan_connects(&lan, &web_v6, 80),
+        "before: nobody answers neighbour solicitations for the container on the LAN"
+    );
+
+    let policies = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("ndp-policies");
+    let _ = std::fs::remove_dir_all(&policies);
+    std::fs::create_dir_all(&policies).expect("policy dir");
+    std::fs::write(
+        policies.join("10-ndp.yaml"),
+        format!("networks:\n  v6gt-ndp:\n    ndp_proxy:\n      interface: {UPLINK}\n"),
+    )
+    .expect("policy file");
+    let policies = policies.to_str().expect("utf-8 path");
+
+    let rendered = v6guard_ok(&["render", "--policies-dir", policies]);
+    assert!(
+        rendered.contains(&format!("ip -6 neigh replace proxy {web_v6} dev {UPLINK}")),
+        "render says what apply will do:\n{rendered}"
+    );
+    v6guard_ok(&["apply", "--policies-dir", policies]);
+    assert!(proxy_entries().contains(&web_v6), "{}", proxy_entries());
+    assert!(
+        eventually(READY, || lan_connects(&lan, &web_v6, 80)),
+        "the LAN reaches the published port"
+    );
+    assert!(
+        !lan_connects(&lan, &web_v6, 81),
+        "and only that: the filter still applies"
+    );
+
+    drop(web);
+    v6guard_ok(&["apply", "--policies-dir", policies]);
+    assert!(
+        !proxy_entries().contains(&web_v6),
+        "the entry goes with its container: {}",
+        proxy_entries()
+    );
+}
