@@ -65,6 +65,32 @@ impl Ruleset {
     pub fn set(&self, name: &str) -> Option<&NamedSet> {
         self.sets.iter().find(|s| s.name == name)
     }
+
+    /// The table's comment: names the plan the rules come from, so `verify` (and `audit`) can
+    /// tell rules built from another plan (a configuration or Docker change not applied yet)
+    /// even when the rule count is the same. Set elements are left out on purpose: the daemon
+    /// changes them in place and they are compared one by one anyway.
+    pub fn comment(&self) -> String {
+        let structure = (
+            &self.chains,
+            self.sets.iter().map(set_declaration).collect::<Vec<_>>(),
+        );
+        let text = serde_json::to_string(&structure).unwrap_or_default();
+        format!("v6guard plan {:016x}", fnv1a(text.as_bytes()))
+    }
+}
+
+/// A set without its elements.
+fn set_declaration(set: &NamedSet) -> (&str, &[FieldType], &[FieldType], bool) {
+    (&set.name, &set.key, &set.value, set.interval)
+}
+
+/// FNV-1a, 64 bits: a stable, dependency-free digest (not a security boundary: it only tells
+/// plans apart).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 /// The types a set key or map value is concatenated from.

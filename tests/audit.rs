@@ -74,6 +74,28 @@ fn audit_matches_what_the_outside_can_reach() {
             "listed reachable: [{address}]:{port}"
         );
     }
+    // A policy that is not applied yet: the rule count may not change, the plan does.
+    let policies = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("audit-policies");
+    let _ = std::fs::remove_dir_all(&policies);
+    std::fs::create_dir_all(&policies).expect("policy dir");
+    std::fs::write(
+        policies.join("10-audit.yaml"),
+        "networks:\n  v6gt-aud:\n    icc: false\n",
+    )
+    .expect("policy file");
+    let stale = v6guard(&[
+        "audit",
+        "--policies-dir",
+        policies.to_str().expect("utf-8 path"),
+    ]);
+    assert_eq!(
+        stale.status.code(),
+        Some(1),
+        "a policy not applied yet is not enforced"
+    );
+    let text = String::from_utf8_lossy(&stale.stdout);
+    assert!(text.contains("holds rules from another plan"), "{text}");
+
     for entry in &closed {
         let container = entry["container"].as_str().expect("container");
         let port = entry["port"].as_u64().expect("port") as u16;

@@ -34,7 +34,10 @@ pub fn build_batch(ruleset: &Ruleset) -> Result<FinalizedBatch, NftError> {
     let mut batch = Batch::new();
     batch.add(&table, MsgType::Add);
     batch.add(&table, MsgType::Del);
-    batch.add(&table, MsgType::Add);
+    batch.add(
+        &CommentedTable::new(&table_name, &ruleset.comment())?,
+        MsgType::Add,
+    );
 
     let mut sets = Vec::new();
     for (index, set) in ruleset.sets.iter().enumerate() {
@@ -69,6 +72,78 @@ pub fn build_batch(ruleset: &Ruleset) -> Result<FinalizedBatch, NftError> {
         }
     }
     Ok(batch.finalize())
+}
+
+/// A table with a comment (nftnl's `Table` cannot carry one): the comment names the plan the
+/// table was built from (`Ruleset::comment`), as `render` prints it.
+struct CommentedTable(NonNull<sys::nftnl_table>);
+
+impl CommentedTable {
+    fn new(name: &CStr, comment: &str) -> Result<Self, NftError> {
+        let comment = c_string(comment)?;
+        // SAFETY: both objects are allocated here; the udata buffer is freed after libnftnl
+        // has copied its bytes into the table, which CommentedTable's Drop frees.
+        unsafe {
+            let Some(table) = NonNull::new(sys::nftnl_table_alloc()) else {
+                std::process::abort();
+            };
+            sys::nftnl_table_set_u32(
+                table.as_ptr(),
+                sys::NFTNL_TABLE_FAMILY as u16,
+                libc::NFPROTO_IPV6 as u32,
+            );
+            sys::nftnl_table_set_str(table.as_ptr(), sys::NFTNL_TABLE_NAME as u16, name.as_ptr());
+            let udata = sys::nftnl_udata_buf_alloc(sys::NFTNL_UDATA_COMMENT_MAXLEN);
+            if udata.is_null() {
+                std::process::abort();
+            }
+            let fits = sys::nftnl_udata_put_strz(
+                udata,
+                sys::NFTNL_UDATA_TABLE_COMMENT as u8,
+                comment.as_ptr(),
+            );
+            if fits {
+                sys::nftnl_table_set_data(
+                    table.as_ptr(),
+                    sys::NFTNL_TABLE_USERDATA as u16,
+                    sys::nftnl_udata_buf_data(udata),
+                    sys::nftnl_udata_buf_len(udata),
+                );
+            }
+            sys::nftnl_udata_buf_free(udata);
+            if !fits {
+                return Err(NftError::Unexpressible(format!(
+                    "table comment `{}` is too long",
+                    comment.to_string_lossy()
+                )));
+            }
+            Ok(CommentedTable(table))
+        }
+    }
+}
+
+// SAFETY: `write` builds one NEWTABLE message into a buffer nftnl's batch sized for it.
+unsafe impl nftnl::NlMsg for CommentedTable {
+    unsafe fn write(&self, buf: *mut c_void, seq: u32, _msg_type: MsgType) {
+        // SAFETY: per the trait's contract `buf` holds a whole message.
+        unsafe {
+            let header = sys::nftnl_nlmsg_build_hdr(
+                buf.cast(),
+                libc::NFT_MSG_NEWTABLE as u16,
+                libc::NFPROTO_IPV6 as u16,
+                libc::NLM_F_ACK as u16,
+                seq,
+            );
+            sys::nftnl_table_nlmsg_build_payload(header, self.0.as_ptr());
+        }
+    }
+}
+
+impl Drop for CommentedTable {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new`, freed once.
+        unsafe { sys::nftnl_table_free(self.0.as_ptr()) }
+    }
 }
 
 /// Hook, chain type and priority, as nft's `priority filter` (0), `dstnat` (-100) and

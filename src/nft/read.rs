@@ -20,6 +20,8 @@ pub type Elements = BTreeMap<Vec<Field>, Vec<Field>>;
 pub struct TableId {
     pub family: u32,
     pub name: String,
+    /// The table's comment (v6guard's names the plan it was built from).
+    pub comment: Option<String>,
 }
 
 /// All tables in the current network namespace, any family.
@@ -63,6 +65,7 @@ fn parse_table(header: &libc::nlmsghdr, tables: &mut Vec<TableId>) -> libc::c_in
             tables.push(TableId {
                 family: sys::nftnl_table_get_u32(table, sys::NFTNL_TABLE_FAMILY as u16),
                 name: CStr::from_ptr(name).to_string_lossy().into_owned(),
+                comment: table_comment(table),
             });
         }
         sys::nftnl_table_free(table);
@@ -70,20 +73,56 @@ fn parse_table(header: &libc::nlmsghdr, tables: &mut Vec<TableId>) -> libc::c_in
     mnl::mnl_sys::MNL_CB_OK
 }
 
+/// The comment in a table's userdata (a TLV: type 0 = comment, length, NUL-terminated text).
+///
+/// # Safety
+/// `table` must be a live, parsed nftnl_table.
+unsafe fn table_comment(table: *mut sys::nftnl_table) -> Option<String> {
+    let mut len = 0u32;
+    // SAFETY: per this function's contract; the pointer is valid for `len` bytes.
+    let data = unsafe {
+        let data = sys::nftnl_table_get_data(table, sys::NFTNL_TABLE_USERDATA as u16, &mut len);
+        if data.is_null() {
+            return None;
+        }
+        std::slice::from_raw_parts(data as *const u8, len as usize)
+    };
+    let mut at = 0;
+    while at + 2 <= data.len() {
+        let (kind, length) = (data[at], usize::from(data[at + 1]));
+        let value = data.get(at + 2..at + 2 + length)?;
+        if u32::from(kind) == sys::NFTNL_UDATA_TABLE_COMMENT {
+            let text = value.split(|b| *b == 0).next().unwrap_or_default();
+            return Some(String::from_utf8_lossy(text).into_owned());
+        }
+        at += 2 + length;
+    }
+    None
+}
+
 /// The differences between what the kernel holds in v6guard's table and `expected`: missing
-/// table, wrong rule count, set elements missing or extra. Empty when they agree. Rules are
-/// compared by count only; edits that keep the count are caught by the change monitor.
+/// table, rules from another plan (the table's comment), wrong rule count, set elements
+/// missing or extra. Empty when they agree. A hand edit that keeps the count and the comment
+/// is caught by the daemon's change monitor, not here.
 pub fn verify(expected: &Ruleset) -> Result<Vec<String>, NftError> {
     // A rule dump filtered by a table that does not exist comes back empty, not ENOENT:
     // check the table itself first.
-    let present = list_tables()?
-        .iter()
-        .any(|t| t.family == libc::NFPROTO_IPV6 as u32 && t.name == expected.table);
-    let rules = match count_rules(&expected.table)? {
-        Some(rules) if present => rules,
-        _ => return Ok(vec![format!("table ip6 {} is missing", expected.table)]),
+    let table = list_tables()?
+        .into_iter()
+        .find(|t| t.family == libc::NFPROTO_IPV6 as u32 && t.name == expected.table);
+    let (Some(table), Some(rules)) = (table, count_rules(&expected.table)?) else {
+        return Ok(vec![format!("table ip6 {} is missing", expected.table)]);
     };
     let mut problems = Vec::new();
+    if table.comment.as_deref() != Some(expected.comment().as_str()) {
+        problems.push(format!(
+            "table ip6 {} holds rules from another plan ({}), not from the current \
+             configuration and Docker state ({})",
+            expected.table,
+            table.comment.as_deref().unwrap_or("no plan named"),
+            expected.comment()
+        ));
+    }
     if rules != expected.rule_count() {
         problems.push(format!(
             "table ip6 {} holds {rules} rules, expected {}",

@@ -56,7 +56,12 @@ pub fn render_table(ruleset: &Ruleset) -> String {
         .map(render_set)
         .chain(ruleset.chains.iter().map(render_chain))
         .collect();
-    format!("table ip6 {} {{\n{}}}\n", ruleset.table, blocks.join("\n"))
+    format!(
+        "table ip6 {} {{\n\tcomment \"{}\"\n{}}}\n",
+        ruleset.table,
+        ruleset.comment(),
+        blocks.join("\n")
+    )
 }
 
 fn render_set(set: &NamedSet) -> String {
