@@ -321,8 +321,8 @@ fn internal_networks_keep_traffic_inside_their_bridge() {
     );
 }
 
-#[test]
-fn links_open_the_childs_exposed_ports_to_the_parent_when_icc_is_off() {
+/// The lab with `app` linked to `db` (exposing 5432/tcp) on the default bridge, ICC off.
+fn linked_snapshot() -> Snapshot {
     let mut snapshot = lab_snapshot();
     let mut db = container("db", "n0", "fd76:6700:0:1::3", vec![]);
     db.exposed = vec![ExposedPort {
@@ -332,6 +332,12 @@ fn links_open_the_childs_exposed_ports_to_the_parent_when_icc_is_off() {
     let mut app = container("app", "n0", "fd76:6700:0:1::2", vec![]);
     app.links = vec!["db".into()];
     snapshot.containers = vec![app, db];
+    snapshot
+}
+
+#[test]
+fn links_open_the_childs_exposed_ports_to_the_parent_when_icc_is_off() {
+    let mut snapshot = linked_snapshot();
     let ruleset = plan(&snapshot, &PlanInputs::default());
     assert_eq!(
         dnat(&ruleset, LINKS_SET),
@@ -489,15 +495,7 @@ fn label_policies_apply_and_malformed_labels_are_reported() {
 
 #[test]
 fn the_links_rule_only_accepts_traffic_bridged_inside_the_default_bridge() {
-    let mut snapshot = lab_snapshot();
-    let mut db = container("db", "n0", "fd76:6700:0:1::3", vec![]);
-    db.exposed = vec![ExposedPort {
-        protocol: Protocol::Tcp,
-        port: 5432,
-    }];
-    let mut app = container("app", "n0", "fd76:6700:0:1::2", vec![]);
-    app.links = vec!["db".into()];
-    snapshot.containers = vec![app, db];
+    let snapshot = linked_snapshot();
     let ruleset = plan(&snapshot, &PlanInputs::default());
     let rule = rules_in(&ruleset, TO_BRIDGE_CHAIN)
         .iter()

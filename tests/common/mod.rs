@@ -246,21 +246,7 @@ impl Container {
 
     /// Whether a TCP connection from this container to `address`:`port` succeeds (2 s timeout).
     pub fn connects(&self, address: &str, port: u16) -> bool {
-        run(
-            DOCKER,
-            &[
-                "exec",
-                &self.name,
-                "nc",
-                "-z",
-                "-w",
-                "2",
-                address,
-                &port.to_string(),
-            ],
-        )
-        .status
-        .success()
+        tcp_probe(DOCKER, &["exec", &self.name], address, port)
     }
 }
 
@@ -321,22 +307,7 @@ impl Outside {
 
     /// Whether a TCP connection from outside to `address`:`port` succeeds (2 s timeout).
     pub fn connects(&self, address: &str, port: u16) -> bool {
-        run(
-            "ip",
-            &[
-                "netns",
-                "exec",
-                &self.name,
-                "nc",
-                "-z",
-                "-w",
-                "2",
-                address,
-                &port.to_string(),
-            ],
-        )
-        .status
-        .success()
+        tcp_probe("ip", &["netns", "exec", &self.name], address, port)
     }
 }
 
@@ -399,9 +370,20 @@ fn answer(out: &Output) -> Option<String> {
 /// The host's own traffic is not forwarded, so this proves a container is up without going
 /// through v6guard's filter.
 pub fn host_connects(address: &str, port: u16) -> bool {
-    run("nc", &["-z", "-w", "2", address, &port.to_string()])
-        .status
-        .success()
+    tcp_probe("nc", &[], address, port)
+}
+
+/// `PROGRAM ARGS... nc -z -w 2 ADDRESS PORT` (or plain `nc ...` when PROGRAM is nc): whether a
+/// TCP connection succeeds within 2 s.
+fn tcp_probe(program: &str, prefix: &[&str], address: &str, port: u16) -> bool {
+    let port = port.to_string();
+    let probe = ["-z", "-w", "2", address, &port];
+    let mut args: Vec<&str> = prefix.to_vec();
+    if program != "nc" {
+        args.push("nc");
+    }
+    args.extend(probe);
+    run(program, &args).status.success()
 }
 
 /// The client address seen by `/cgi-bin/ip` for a request made from the host itself.
