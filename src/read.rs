@@ -5,6 +5,7 @@
 //! renegotiating for every event. [`take_snapshot`] is the one-shot read the other commands use.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use bollard::Docker;
 
@@ -19,6 +20,13 @@ pub enum ReadError {
     Docker(#[from] DockerError),
     #[error(transparent)]
     Settings(#[from] SettingsError),
+    /// The caller's deadline for the whole read passed: dockerd accepted the requests but
+    /// did not finish answering (each call's own timeout only covers the response headers).
+    #[error(
+        "Docker did not finish answering within {} s; treating it as unreachable",
+        .0.as_secs()
+    )]
+    Deadline(Duration),
 }
 
 /// A connected Docker client plus where dockerd's settings come from.
@@ -37,6 +45,18 @@ impl DockerReader {
             client: docker::connect(docker_host).await?,
             daemon_json: daemon_json.map(Path::to_path_buf),
         })
+    }
+
+    /// Connect, then give every later API call `timeout` (to the response headers) instead
+    /// of the default 30 s: the daemon must not wait long on a stuck dockerd.
+    pub async fn connect_with_timeout(
+        docker_host: &str,
+        daemon_json: Option<&Path>,
+        timeout: Duration,
+    ) -> Result<DockerReader, ReadError> {
+        let mut reader = DockerReader::connect(docker_host, daemon_json).await?;
+        reader.client.set_timeout(timeout);
+        Ok(reader)
     }
 
     /// The bollard client (for the event stream).

@@ -6,6 +6,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::sleep;
@@ -15,6 +16,8 @@ use common::*;
 
 const READY: Duration = Duration::from_secs(20);
 const OUTSIDE: &str = "v6gt-dmn-out";
+/// A Docker endpoint nothing listens on.
+const NO_DOCKER: &str = "unix:///nonexistent.sock";
 
 /// A `v6guard daemon` child process, killed (SIGKILL) on drop if still running.
 struct Daemon {
@@ -25,7 +28,15 @@ struct Daemon {
 }
 
 impl Daemon {
+    /// Start a daemon and wait until it has read Docker and applied its ruleset.
     fn start(name: &str, extra: &[&str]) -> Daemon {
+        let daemon = Daemon::spawn(name, extra, &[]);
+        daemon.wait_ready();
+        daemon
+    }
+
+    /// Start a daemon with extra environment variables; do not wait for anything.
+    fn spawn(name: &str, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
         let state_file = dir.join(format!("daemon-{name}.json"));
         let log_file = dir.join(format!("daemon-{name}.log"));
@@ -40,19 +51,18 @@ impl Daemon {
         let child = Command::new(v6guard_bin())
             .args(&args)
             .env("V6GUARD_LOG", "info,v6guard=debug")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("start v6guard daemon");
-        let daemon = Daemon {
+        Daemon {
             child: Some(child),
             name: name.to_string(),
             state_file,
             log_file,
-        };
-        daemon.wait_ready();
-        daemon
+        }
     }
 
     fn pid(&self) -> i32 {
@@ -87,23 +97,30 @@ impl Daemon {
         assert!(ready, "daemon {} not ready:\n{}", self.name, self.log());
     }
 
-    fn signal(&self, signal: libc::c_int) {
+    /// Send `signal`; returns the moment just before it was sent.
+    fn signal(&self, signal: libc::c_int) -> Instant {
+        let sent = Instant::now();
         // SAFETY: signalling our own child process.
-        unsafe { libc::kill(self.pid(), signal) };
+        let result = unsafe { libc::kill(self.pid(), signal) };
+        assert_eq!(result, 0, "kill {} {signal}", self.pid());
+        sent
     }
 
-    /// Wait up to `timeout` for the daemon to exit.
-    fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+    /// Wait until `deadline` for the daemon to exit: its exit status and when the exit was
+    /// seen (polled every millisecond).
+    fn wait_exit(&mut self, deadline: Instant) -> Option<(ExitStatus, Instant)> {
         let child = self.child.as_mut()?;
-        let start = Instant::now();
-        while start.elapsed() < timeout {
+        loop {
             if let Ok(Some(status)) = child.try_wait() {
+                let seen = Instant::now();
                 self.child = None;
-                return Some(status);
+                return Some((status, seen));
             }
-            sleep(Duration::from_millis(5));
+            if Instant::now() >= deadline {
+                return None;
+            }
+            sleep(Duration::from_millis(1));
         }
-        None
     }
 
     fn running(&mut self) -> bool {
@@ -135,13 +152,83 @@ impl Drop for DockerdBack {
     }
 }
 
-/// Whether the kernel's published set holds `address . tcp . port`.
-fn published(address: &str, port: u16) -> bool {
+/// The elements of the kernel's published set (`address . tcp . port`), empty when the set
+/// or table is missing.
+fn published_elements() -> Vec<String> {
     let out = run("nft", &["list", "set", "ip6", "v6guard", "published"]);
     let text = String::from_utf8_lossy(&out.stdout);
+    let Some((_, elements)) = text.split_once("elements = {") else {
+        return Vec::new();
+    };
+    let elements = elements.split('}').next().unwrap_or_default();
+    elements
+        .split([',', '\n'])
+        .map(|e| e.trim().to_string())
+        .filter(|e| !e.is_empty())
+        .collect()
+}
+
+/// Whether the kernel's published set holds `address . tcp . port`.
+fn published(address: &str, port: u16) -> bool {
     let element = format!("{address} . tcp . {port}");
-    text.split([',', '{', '}', '\n'])
-        .any(|e| e.trim() == element)
+    published_elements().contains(&element)
+}
+
+/// The rules of `chain` in an `nft list table` listing, trimmed, in order.
+fn chain_rules(listing: &str, chain: &str) -> Vec<String> {
+    let header = format!("chain {chain} {{");
+    listing
+        .lines()
+        .skip_while(|l| l.trim() != header)
+        .skip(1)
+        .take_while(|l| l.trim() != "}")
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty() && !l.starts_with("type "))
+        .collect()
+}
+
+/// systemd's side of `Type=notify`: a datagram socket the daemon is pointed at with
+/// `NOTIFY_SOCKET`. Removed on drop.
+struct NotifySocket {
+    path: PathBuf,
+    socket: UnixDatagram,
+}
+
+impl NotifySocket {
+    fn bind(name: &str) -> NotifySocket {
+        let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("notify-{name}.sock"));
+        let _ = std::fs::remove_file(&path);
+        let socket = UnixDatagram::bind(&path).expect("bind the notify socket");
+        socket
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .expect("timeout");
+        NotifySocket { path, socket }
+    }
+
+    fn env(&self) -> (&'static str, String) {
+        ("NOTIFY_SOCKET", self.path.display().to_string())
+    }
+
+    /// The first message holding `line` within `timeout`, with when it arrived.
+    fn wait_for(&self, line: &str, timeout: Duration) -> Option<(String, Instant)> {
+        let start = Instant::now();
+        let mut buffer = [0u8; 1024];
+        while start.elapsed() < timeout {
+            if let Ok(n) = self.socket.recv(&mut buffer) {
+                let message = String::from_utf8_lossy(&buffer[..n]).into_owned();
+                if message.lines().any(|l| l == line) {
+                    return Some((message, Instant::now()));
+                }
+            }
+        }
+        None
+    }
+}
+
+impl Drop for NotifySocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 /// Poll until `probe` holds; returns how long it took, or `None` after `timeout`.
@@ -215,9 +302,16 @@ fn daemon_enforces_what_starts_after_it() {
     let a = Container::web("v6gt-dmn-icc-a", &icc.name, &["-p", "18401:80"]);
     let b = Container::web("v6gt-dmn-icc-b", &icc.name, &[]);
     let a_v6 = a.ipv6(&icc.name);
+    let b_v6 = b.ipv6(&icc.name);
     assert!(
         eventually(READY, || outside.connects(&a_v6, 80)),
         "published port on the new network open from outside (so `a` is up)"
+    );
+    // The host's own traffic is not forwarded, so this proves `b` is up and its IPv6
+    // address usable without going through v6guard's filter.
+    assert!(
+        eventually(READY, || host_connects(&b_v6, 80)),
+        "`b` answers the host over IPv6 (so `b` is up)"
     );
     assert!(
         !b.connects(&a_v6, 80),
@@ -314,6 +408,38 @@ fn a_deleted_table_comes_back() {
     assert!(daemon.total("drift_restores") >= 1);
 }
 
+/// Something keeps deleting the table: past the restore limit (5 a minute) the daemon stops
+/// answering each deletion at once, so two tools do not spin, but the periodic verify still
+/// puts the table back every time.
+#[test]
+fn past_the_restore_limit_the_periodic_verify_still_restores() {
+    let Some(_lock) = system_lock() else { return };
+    let _table = TableGuard::clean();
+    let daemon = Daemon::start("fight", &["--verify-interval", "1"]);
+    let mut times = Vec::new();
+    for _ in 0..7 {
+        run_ok("nft", &["delete", "table", "ip6", "v6guard"]);
+        let restored = time_until(Duration::from_secs(5), || list_table(None).is_some())
+            .unwrap_or_else(|| panic!("the table comes back:\n{}", daemon.log()));
+        times.push(restored);
+    }
+    let ms: Vec<String> = times
+        .iter()
+        .map(|t| format!("{:.0}", t.as_secs_f64() * 1e3))
+        .collect();
+    println!("7 deletions restored after (ms): {}", ms.join(", "));
+    assert!(
+        times[..5].iter().all(|t| *t < Duration::from_millis(900)),
+        "the first five are answered at once: {ms:?}"
+    );
+    assert!(
+        daemon.log().contains("keeps changing"),
+        "the fight is logged:\n{}",
+        daemon.log()
+    );
+    assert!(daemon.total("drift_restores") >= 7);
+}
+
 /// SIGHUP with a broken daemon.json keeps the old rules and names the file and line; a fixed
 /// file is picked up by the next SIGHUP.
 #[test]
@@ -352,6 +478,49 @@ fn sighup_with_broken_settings_keeps_the_rules() {
         eventually(READY, || daemon.state()["last_reconcile"]["result"]
             != "error"),
         "a fixed file is picked up:\n{}",
+        daemon.log()
+    );
+}
+
+/// The work a broken daemon.json held up is kept, not dropped: the next trigger (here a
+/// container event, no SIGHUP) runs it, reading the file in full again. The file is fixed
+/// with `"userland-proxy": true` meanwhile, which only a full read can see (Docker's API does
+/// not report it): the NAT chain's proxy-mode returns appear.
+#[test]
+fn work_held_up_by_a_broken_daemon_json_runs_with_the_next_event() {
+    let Some(_lock) = system_lock() else { return };
+    let _table = TableGuard::clean();
+    let good = std::fs::read_to_string("/run/v6guard-lab/daemon.json").expect("lab daemon.json");
+    let mut settings: serde_json::Value = serde_json::from_str(&good).expect("lab daemon.json");
+    assert_eq!(
+        settings["userland-proxy"], false,
+        "the lab runs with userland-proxy off"
+    );
+    settings["userland-proxy"] = serde_json::Value::Bool(true);
+    let proxy_on = serde_json::to_string_pretty(&settings).expect("json");
+    let json = temp_file("deferred-daemon.json", &good);
+    let json_arg = json.display().to_string();
+    let daemon = Daemon::start("deferred", &["--daemon-json", &json_arg]);
+    let proxy_rule = "userland-proxy on";
+    assert!(
+        list_table(None).is_some_and(|t| !t.contains(proxy_rule)),
+        "no proxy-mode rules to begin with"
+    );
+    let errors = daemon.total("errors");
+
+    std::fs::write(&json, "{\n  \"icc\": false,,\n}\n").expect("break daemon.json");
+    daemon.signal(libc::SIGHUP);
+    assert!(
+        eventually(READY, || daemon.total("errors") > errors),
+        "the reload fails:\n{}",
+        daemon.log()
+    );
+    std::fs::write(&json, &proxy_on).expect("fix daemon.json, userland-proxy on");
+    let _web = Container::web("v6gt-dmn-deferred", "bridge", &[]);
+    assert!(
+        eventually(READY, || list_table(None)
+            .is_some_and(|t| t.contains(proxy_rule))),
+        "the next event re-reads daemon.json:\n{}",
         daemon.log()
     );
 }
@@ -401,23 +570,33 @@ fn sighup_with_a_broken_policy_keeps_the_rules() {
 }
 
 /// SIGTERM stops within a second, exit 0, rules left in place; `--cleanup-on-exit` removes them.
+/// The second is counted from the moment the signal is sent to the moment the exit is seen.
 #[test]
 fn sigterm_stops_cleanly() {
     let Some(_lock) = system_lock() else { return };
     let _table = TableGuard::clean();
+    let limit = Duration::from_secs(1);
     let mut daemon = Daemon::start("sigterm", &[]);
-    let start = Instant::now();
-    daemon.signal(libc::SIGTERM);
-    let status = daemon.wait_exit(Duration::from_secs(1));
-    let took = start.elapsed();
+    let sent = daemon.signal(libc::SIGTERM);
+    let exited = daemon.wait_exit(sent + limit);
+    let (status, seen) =
+        exited.unwrap_or_else(|| panic!("no exit within {limit:?} of SIGTERM:\n{}", daemon.log()));
+    let took = seen - sent;
     println!("SIGTERM to exit: {:.1} ms", took.as_secs_f64() * 1e3);
-    assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", daemon.log());
+    assert!(took <= limit, "{took:?}");
+    assert_eq!(status.code(), Some(0), "{}", daemon.log());
     assert!(list_table(None).is_some(), "rules stay (fail-closed)");
 
     let mut daemon = Daemon::start("sigterm-cleanup", &["--cleanup-on-exit"]);
-    daemon.signal(libc::SIGINT);
-    let status = daemon.wait_exit(Duration::from_secs(1));
-    assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", daemon.log());
+    let sent = daemon.signal(libc::SIGINT);
+    let exited = daemon.wait_exit(sent + limit);
+    let (status, seen) =
+        exited.unwrap_or_else(|| panic!("no exit within {limit:?} of SIGINT:\n{}", daemon.log()));
+    println!(
+        "SIGINT with --cleanup-on-exit to exit: {:.1} ms",
+        (seen - sent).as_secs_f64() * 1e3
+    );
+    assert_eq!(status.code(), Some(0), "{}", daemon.log());
     assert!(
         list_table(None).is_none(),
         "--cleanup-on-exit removes the table"
@@ -468,16 +647,47 @@ fn a_burst_of_50_starts_is_coalesced() {
         assert!(child.wait().expect("docker run").success());
     }
     let burst = start.elapsed();
+    // Every one of the 50 containers' addresses, port 80, in the published set.
+    let format = format!(
+        "{{{{with index .NetworkSettings.Networks \"{}\"}}}}{{{{.GlobalIPv6Address}}}}{{{{end}}}}",
+        net.name
+    );
+    let mut inspect = vec!["inspect", "--format", &format];
+    inspect.extend(names.iter().map(String::as_str));
+    let addresses: Vec<String> = docker(&inspect)
+        .lines()
+        .map(|a| a.trim().to_string())
+        .collect();
+    assert!(
+        addresses.len() == 50 && addresses.iter().all(|a| !a.is_empty()),
+        "every container has an IPv6 address: {addresses:?}"
+    );
+    let wanted: Vec<String> = addresses
+        .iter()
+        .map(|a| format!("{a} . tcp . 80"))
+        .collect();
+    let mut missing = wanted.clone();
     let converged = time_until(Duration::from_secs(30), || {
-        daemon.state()["last_reconcile"]["elements"].as_u64() >= Some(50)
-            && daemon.total("transactions") > before
+        let held = published_elements();
+        missing = wanted
+            .iter()
+            .filter(|w| !held.contains(w))
+            .cloned()
+            .collect();
+        missing.is_empty()
     });
     let elapsed = start.elapsed();
-    assert!(converged.is_some(), "converged:\n{}", daemon.log());
+    assert!(
+        converged.is_some(),
+        "not published after 30 s: {missing:?}\n{}",
+        daemon.log()
+    );
     // Let stragglers land, then count.
     sleep(Duration::from_secs(3));
     let transactions = daemon.total("transactions") - before;
-    let bound = burst_bound(burst);
+    // The pacer's own bound, with slack for dockerd pausing more than a pacing window between
+    // starts (which restarts the ramp); and never more than half the starts.
+    let bound = (burst_bound(burst) + 6).min(25);
     println!(
         "50 containers: docker runs took {:.1} s, converged after {:.1} s in {transactions} \
          transactions (bound {bound})",
@@ -498,4 +708,234 @@ impl Drop for BurstCleanup {
         args.extend(self.0.iter().map(String::as_str));
         let _ = run(DOCKER, &args);
     }
+}
+
+/// Docker unreachable at start (at boot dockerd starts after v6guard): the daemon installs the
+/// skeleton ruleset at once, tells systemd it is ready, and keeps trying to reach Docker. The
+/// skeleton closes a container that was open without v6guard. Restarted while Docker is still
+/// unreachable, the daemon keeps the (fuller) table it finds instead.
+#[test]
+fn without_docker_a_skeleton_guards_the_bridges() {
+    let Some(_lock) = system_lock() else { return };
+    let _table = TableGuard::clean();
+    let outside = Outside::up(OUTSIDE);
+    let net = Network::create("v6gt-dmn-skel", "fd76:6700:0:54::/64", &[]);
+    let web = Container::web("v6gt-dmn-skel-web", &net.name, &["-p", "18404:80"]);
+    let web_v6 = web.ipv6(&net.name);
+    assert!(
+        eventually(READY, || outside.connects(&web_v6, 80)),
+        "without any v6guard table the container is open from outside (the lab's dockerd \
+         leaves IPv6 unfiltered), so it is up"
+    );
+
+    let notify = NotifySocket::bind("skeleton");
+    let (key, value) = notify.env();
+    let spawned = Instant::now();
+    let mut daemon = Daemon::spawn(
+        "skeleton",
+        &["--docker-host", NO_DOCKER],
+        &[(key, value.as_str())],
+    );
+    let (message, at) = notify
+        .wait_for("READY=1", Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("no READY=1 without Docker:\n{}", daemon.log()));
+    println!(
+        "READY {:.1} ms after the daemon started, Docker unreachable ({message:?})",
+        (at - spawned).as_secs_f64() * 1e3
+    );
+    let table = list_table(None).expect("the skeleton table is installed");
+    let forward = chain_rules(&table, "forward");
+    for jump in [
+        "oifname \"docker0\" jump to-bridge",
+        "oifname \"br-*\" jump to-bridge",
+    ] {
+        assert!(forward.iter().any(|r| r == jump), "{jump} in\n{table}");
+    }
+    let to_bridge = chain_rules(&table, "to-bridge");
+    let last = to_bridge.last().expect("to-bridge has rules");
+    assert!(
+        (last.starts_with("counter ") || last.starts_with("drop")) && last.contains("drop"),
+        "to-bridge ends with an unconditional drop:\n{table}"
+    );
+    assert!(
+        !table.contains(&web_v6),
+        "the skeleton knows no container:\n{table}"
+    );
+    assert!(
+        host_connects(&web_v6, 80),
+        "the container still answers the host (so it is up)"
+    );
+    assert!(
+        !outside.connects(&web_v6, 80),
+        "the skeleton closes the container to the outside"
+    );
+    sleep(Duration::from_secs(1));
+    assert!(daemon.running(), "keeps running without Docker");
+    let state = daemon.state();
+    assert_eq!(state["docker"]["connected"], false);
+    assert!(
+        state["at_start"]
+            .as_str()
+            .is_some_and(|s| s.contains("skeleton")),
+        "{state}"
+    );
+    assert!(
+        daemon.log().contains("Docker is not reachable"),
+        "{}",
+        daemon.log()
+    );
+    drop(daemon);
+
+    // A table from an earlier run (here `v6guard apply`, which publishes the container) is
+    // kept by a daemon that starts while Docker is unreachable.
+    v6guard_ok(&["apply"]);
+    let before = list_table(None).expect("applied");
+    assert!(
+        eventually(READY, || outside.connects(&web_v6, 80)),
+        "published by `v6guard apply`"
+    );
+    let notify = NotifySocket::bind("skeleton-kept");
+    let (key, value) = notify.env();
+    let daemon = Daemon::spawn(
+        "skeleton-kept",
+        &["--docker-host", NO_DOCKER, "--verify-interval", "1"],
+        &[(key, value.as_str())],
+    );
+    notify
+        .wait_for("READY=1", Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("no READY=1 with a table in place:\n{}", daemon.log()));
+    sleep(Duration::from_millis(1500));
+    assert_eq!(
+        normalize_listing(&list_table(None).expect("table")),
+        normalize_listing(&before),
+        "the table found at start is kept"
+    );
+    assert!(outside.connects(&web_v6, 80), "still published");
+    assert!(
+        daemon.state()["at_start"]
+            .as_str()
+            .is_some_and(|s| s.contains("kept")),
+        "{}",
+        daemon.state()
+    );
+}
+
+/// Docker starts managing IPv6 itself (here: daemon.json switched to `"ip6tables": true`,
+/// then SIGHUP): the daemon stands down and removes its table, which would otherwise fight
+/// Docker's own rules with a frozen published set; the periodic verify does not bring it
+/// back. Switched back, the daemon installs its table again.
+#[test]
+fn standing_down_removes_the_table() {
+    let Some(_lock) = system_lock() else { return };
+    let _table = TableGuard::clean();
+    let good = std::fs::read_to_string("/run/v6guard-lab/daemon.json").expect("lab daemon.json");
+    let mut settings: serde_json::Value = serde_json::from_str(&good).expect("lab daemon.json");
+    settings["ip6tables"] = serde_json::Value::Bool(true);
+    let managed = serde_json::to_string_pretty(&settings).expect("json");
+    let json = temp_file("standdown-daemon.json", &good);
+    let json_arg = json.display().to_string();
+    let daemon = Daemon::start(
+        "standdown",
+        &["--daemon-json", &json_arg, "--verify-interval", "1"],
+    );
+    assert!(list_table(None).is_some(), "table installed");
+
+    std::fs::write(&json, &managed).expect("ip6tables on");
+    daemon.signal(libc::SIGHUP);
+    assert!(
+        eventually(READY, || list_table(None).is_none()),
+        "standing down removes the table:\n{}",
+        daemon.log()
+    );
+    let state = daemon.state();
+    assert!(state["stood_down"].is_string(), "{state}");
+    assert!(
+        state["stand_down_cleanup"]
+            .as_str()
+            .is_some_and(|s| s.contains("removed")),
+        "{state}"
+    );
+    let log = daemon.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("WARN") && l.contains("REMOVED") && l.contains("ip6tables")),
+        "logged at WARN with the reason:\n{log}"
+    );
+    sleep(Duration::from_millis(2500));
+    assert!(
+        list_table(None).is_none(),
+        "not restored while standing down:\n{}",
+        daemon.log()
+    );
+
+    std::fs::write(&json, &good).expect("ip6tables off");
+    daemon.signal(libc::SIGHUP);
+    assert!(
+        eventually(READY, || list_table(None).is_some()),
+        "installed again once Docker no longer manages IPv6:\n{}",
+        daemon.log()
+    );
+    assert!(
+        eventually(READY, || daemon.state()["stood_down"].is_null()),
+        "{}",
+        daemon.state()
+    );
+}
+
+/// Policies are keyed by container name, so a rename can open (or close) a container: the
+/// daemon follows `rename` events. A policy exposes port 81 of `v6gt-dmn-renamed`; a
+/// container renamed to that becomes reachable on 81 from outside.
+#[test]
+fn a_renamed_container_gets_its_new_names_policy() {
+    let Some(_lock) = system_lock() else { return };
+    let _table = TableGuard::clean();
+    let outside = Outside::up(OUTSIDE);
+    let net = Network::create("v6gt-dmn-ren", "fd76:6700:0:55::/64", &[]);
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("rename-policies");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("policy dir");
+    std::fs::write(
+        dir.join("10-rename.yaml"),
+        "containers:\n  v6gt-dmn-renamed:\n    expose: [\"81/tcp\"]\n",
+    )
+    .expect("policy");
+    let dir_arg = dir.display().to_string();
+    let _ = run(DOCKER, &["rm", "-f", "v6gt-dmn-renamed"]);
+    let daemon = Daemon::start("rename", &["--policies-dir", &dir_arg]);
+
+    let web = Container::web("v6gt-dmn-ren-old", &net.name, &[]);
+    let web_v6 = web.ipv6(&net.name);
+    assert!(
+        eventually(READY, || host_connects(&web_v6, 81)),
+        "the container answers the host on 81 (so it is up)"
+    );
+    assert!(
+        !outside.connects(&web_v6, 81),
+        "closed from outside under its old name"
+    );
+
+    docker(&["rename", &web.name, "v6gt-dmn-renamed"]);
+    let renamed = Container {
+        name: "v6gt-dmn-renamed".to_string(),
+    };
+    let opened = time_until(READY, || published(&web_v6, 81));
+    assert!(
+        opened.is_some(),
+        "the new name's policy is enforced:\n{}",
+        daemon.log()
+    );
+    println!(
+        "rename to the kernel holding the exposed port: {:.1} ms",
+        opened.unwrap_or_default().as_secs_f64() * 1e3
+    );
+    assert!(
+        eventually(READY, || outside.connects(&web_v6, 81)),
+        "open from outside under its new name"
+    );
+    assert!(
+        daemon.log().contains("container rename"),
+        "{}",
+        daemon.log()
+    );
+    drop(renamed);
 }

@@ -7,11 +7,16 @@
 //! the NEWGEN, reports them unless the committer is one of this process's own threads. If the
 //! socket overflows (a huge foreign transaction), the monitor cannot know what it missed and
 //! asks for a verify instead. A periodic verify backs this up in case the monitor dies.
+//!
+//! [`RestoreLimit`] decides which differences are restored at once: two tools fighting over
+//! the table must not spin, but a missing or damaged table is always put back by the
+//! periodic verify.
 
+use std::collections::VecDeque;
 use std::io;
 use std::path::Path;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::{debug, error};
@@ -134,6 +139,94 @@ fn describe(msg: u16) -> &'static str {
         12 => "set elements added",
         14 => "set elements deleted",
         _ => "object changed",
+    }
+}
+
+/// At most this many restores per [`RESTORE_WINDOW`] answer a notification at once.
+pub const MAX_RESTORES: usize = 5;
+pub const RESTORE_WINDOW: Duration = Duration::from_secs(60);
+
+/// What found a difference between the kernel and the applied ruleset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detected {
+    /// The change monitor (a foreign transaction, or lost notifications): answered at once,
+    /// within the limit.
+    Notification,
+    /// The periodic verify: always answered.
+    PeriodicVerify,
+}
+
+/// What to do about one difference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestoreDecision {
+    pub restore: bool,
+    /// Log it at ERROR. While tools fight, one line per window sums it up instead.
+    pub log: bool,
+    /// More than [`MAX_RESTORES`] restores in the last [`RESTORE_WINDOW`].
+    pub fighting: bool,
+    /// Notifications left to the periodic verify since the last line logged.
+    pub unanswered: usize,
+}
+
+/// The restore rate limit. Pure (the caller passes the time), so it is tested without a
+/// kernel. Within the limit every difference is restored and logged. Past it (something keeps
+/// changing the table), notifications are no longer answered at once, so the two tools do not
+/// spin; the periodic verify still restores every time, and one line per window says so.
+#[derive(Debug, Default)]
+pub struct RestoreLimit {
+    recent: VecDeque<Instant>,
+    last_line: Option<Instant>,
+    unanswered: usize,
+}
+
+impl RestoreLimit {
+    pub fn decide(&mut self, detected: Detected, now: Instant) -> RestoreDecision {
+        while self
+            .recent
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) >= RESTORE_WINDOW)
+        {
+            self.recent.pop_front();
+        }
+        let fighting = self.recent.len() >= MAX_RESTORES;
+        if !fighting {
+            self.last_line = None;
+            self.unanswered = 0;
+            return RestoreDecision {
+                restore: true,
+                log: true,
+                fighting,
+                unanswered: 0,
+            };
+        }
+        let restore = detected == Detected::PeriodicVerify;
+        if !restore {
+            self.unanswered += 1;
+        }
+        let log = self
+            .last_line
+            .is_none_or(|t| now.saturating_duration_since(t) >= RESTORE_WINDOW);
+        let unanswered = self.unanswered;
+        if log {
+            self.last_line = Some(now);
+            self.unanswered = 0;
+        }
+        RestoreDecision {
+            restore,
+            log,
+            fighting,
+            unanswered,
+        }
+    }
+
+    /// Count a restore that was made.
+    pub fn restored(&mut self, now: Instant) {
+        self.recent.push_back(now);
+    }
+
+    /// Restores counted in the current window.
+    pub fn recent(&self) -> usize {
+        self.recent.len()
     }
 }
 
@@ -291,6 +384,45 @@ mod tests {
         datagram.truncate(datagram.len() - 3);
         assert!(scanner.scan(&datagram).is_empty());
         assert!(scanner.scan(&[1, 2, 3]).is_empty());
+    }
+
+    #[test]
+    fn past_the_limit_only_the_periodic_verify_restores_and_logging_is_summed_up() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut limit = RestoreLimit::default();
+        for i in 0..MAX_RESTORES as u64 {
+            let d = limit.decide(Detected::Notification, t0 + s(i));
+            assert!(d.restore && d.log && !d.fighting, "restore {i}");
+            limit.restored(t0 + s(i));
+        }
+        // The sixth notification within the minute: left to the periodic verify, logged once.
+        let d = limit.decide(Detected::Notification, t0 + s(6));
+        assert_eq!(
+            (d.restore, d.log, d.fighting, d.unanswered),
+            (false, true, true, 1)
+        );
+        let d = limit.decide(Detected::Notification, t0 + s(7));
+        assert_eq!((d.restore, d.log), (false, false));
+        // The periodic verify restores a missing table however many restores came before,
+        // without a line each time.
+        for i in 1..=6u64 {
+            let d = limit.decide(Detected::PeriodicVerify, t0 + s(i * 10));
+            assert_eq!(
+                (d.restore, d.log, d.fighting),
+                (true, false, true),
+                "verify {i}"
+            );
+            limit.restored(t0 + s(i * 10));
+        }
+        // A minute after the first summary line, another one, counting what was left.
+        let d = limit.decide(Detected::PeriodicVerify, t0 + s(66));
+        assert_eq!((d.restore, d.log, d.unanswered), (true, true, 1));
+        limit.restored(t0 + s(66));
+        // Once the window holds fewer restores, notifications are answered at once again.
+        let d = limit.decide(Detected::Notification, t0 + s(130));
+        assert!(d.restore && d.log && !d.fighting);
+        assert_eq!(limit.recent(), 0);
     }
 
     #[test]

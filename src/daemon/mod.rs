@@ -6,8 +6,10 @@
 //!
 //! Failure policy, everywhere: keep the last applied ruleset (fail-closed) and say so. Docker
 //! going away, a broken configuration, a failed read or a refused transaction never remove
-//! rules and never stop the daemon; only SIGTERM/SIGINT do (and `--cleanup-on-exit` is the
-//! only way the daemon removes its table).
+//! rules and never stop the daemon; only SIGTERM/SIGINT do. Before Docker is first read, a
+//! skeleton ruleset guards every Docker bridge (see [`skeleton_snapshot`]). The daemon removes
+//! its tables in two cases only: `--cleanup-on-exit`, and standing down because Docker
+//! firewalls IPv6 itself (two firewalls on the same traffic would fight).
 
 pub mod drift;
 pub mod inputs;
@@ -27,7 +29,7 @@ use std::time::{Duration, Instant};
 use bollard::models::EventMessage;
 use futures_util::{Stream, StreamExt};
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
-use tokio::time::{Interval, MissedTickBehavior, interval_at, sleep_until};
+use tokio::time::{Interval, MissedTickBehavior, interval_at, sleep_until, timeout};
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::docker::events;
@@ -35,8 +37,8 @@ use crate::nft::{self, NftError};
 use crate::plan;
 use crate::read::{DockerReader, ReadError};
 use crate::ruleset::TABLE_NAME;
-use crate::snapshot::Snapshot;
-use drift::DriftReport;
+use crate::snapshot::{DaemonSettings, Engine, Snapshot};
+use drift::{Detected, DriftReport, RESTORE_WINDOW, RestoreLimit};
 use inputs::{LoadInputs, PlanInputs};
 use pacing::{Pacer, Pending, TriggerKind};
 use reconcile::{Enforced, Netlink, Reconciler, Transaction};
@@ -108,6 +110,7 @@ pub async fn run(options: DaemonOptions, mut loader: impl LoadInputs) -> Result<
     );
     let cleanup = options.cleanup_on_exit;
     let mut daemon = Daemon::new(options, loader, inputs, drift_rx, status);
+    daemon.guard_at_start();
     let stop = daemon.run(hangup, stops).await;
     notify::notify("STOPPING=1");
     if cleanup {
@@ -130,13 +133,18 @@ struct Connection {
     events: EventStream,
 }
 
-/// Reconnect delays: 250 ms doubling to 10 s.
+/// Reconnect delays: 250 ms doubling to 10 s, back to 250 ms once a read of Docker succeeds
+/// (not on connect: a dockerd that accepts connections but fails reads must not be hammered).
 const FIRST_RETRY: Duration = Duration::from_millis(250);
 const MAX_RETRY: Duration = Duration::from_secs(10);
-/// At most this many drift restores per [`RESTORE_WINDOW`]; beyond, the periodic verify
-/// restores, so two tools fighting over the table do not spin.
-const MAX_RESTORES: usize = 5;
-const RESTORE_WINDOW: Duration = Duration::from_secs(60);
+/// The longest the loop waits for Docker in one step: connecting, or one re-read however many
+/// API calls it makes. Past it Docker counts as unreachable (reconnect, full resync). This
+/// bounds a step, so the watchdog (pinged from the loop) only fires on a loop that really
+/// hangs: see packaging/systemd/v6guard.service for the arithmetic.
+pub const DOCKER_DEADLINE: Duration = Duration::from_secs(20);
+/// Timeout of each API call the daemon makes (to the response headers), below the 30 s of
+/// the one-shot commands: one stuck call fails on its own, well inside [`DOCKER_DEADLINE`].
+const API_TIMEOUT: Duration = Duration::from_secs(10);
 
 struct Daemon<L> {
     options: DaemonOptions,
@@ -149,14 +157,17 @@ struct Daemon<L> {
     pacer: Pacer,
     /// When to try connecting again (set while disconnected).
     reconnect_at: Option<Instant>,
-    retry: Duration,
+    backoff: Backoff,
     ever_connected: bool,
     drift_rx: UnboundedReceiver<DriftReport>,
-    restores: Vec<Instant>,
+    restores: RestoreLimit,
     status: Arc<Mutex<Status>>,
-    ready: bool,
+    /// The last state told to systemd (READY=1 went with the first).
+    announced: Option<String>,
     stood_down: Option<String>,
     force_warned: bool,
+    /// The last daemon.json error logged, so a broken file is not logged on every event.
+    settings_error: Option<String>,
 }
 
 impl<L: LoadInputs> Daemon<L> {
@@ -177,14 +188,70 @@ impl<L: LoadInputs> Daemon<L> {
             pending: Pending::default(),
             pacer: Pacer::default(),
             reconnect_at: Some(Instant::now()),
-            retry: FIRST_RETRY,
+            backoff: Backoff::default(),
             ever_connected: false,
             drift_rx,
-            restores: Vec::new(),
+            restores: RestoreLimit::default(),
             status,
-            ready: false,
+            announced: None,
             stood_down: None,
             force_warned: false,
+            settings_error: None,
+        }
+    }
+
+    /// Before Docker is asked anything (at boot, dockerd restarts containers as soon as it
+    /// runs, and it may not run for a while): make sure a table guards Docker's bridges. A
+    /// table left by an earlier run is kept (it holds more than the skeleton); without one,
+    /// the skeleton ruleset is applied. Either way systemd hears READY, so dockerd, ordered
+    /// after v6guard, starts with its bridges guarded.
+    fn guard_at_start(&mut self) {
+        let present = match nft::list_tables() {
+            Ok(tables) => tables
+                .iter()
+                .any(|t| t.family == libc::NFPROTO_IPV6 as u32 && t.name == TABLE_NAME),
+            Err(error) => {
+                error!(%error, "cannot list nftables tables, so no skeleton ruleset; nothing guards Docker's bridges until Docker is read");
+                return;
+            }
+        };
+        if present {
+            info!(
+                "table ip6 {TABLE_NAME} from an earlier run is in place; kept until Docker is read"
+            );
+            self.update_status(|s| {
+                s.at_start = Some(format!(
+                    "kept table ip6 {TABLE_NAME} left by an earlier run"
+                ))
+            });
+            self.announce("guarding with the table left by an earlier run; waiting for Docker");
+            return;
+        }
+        let skeleton = self.inputs.plan(&skeleton_snapshot());
+        match self.reconciler.enforce(skeleton) {
+            Ok(enforced) => {
+                info!(
+                    rules = enforced.rules,
+                    ms = ms(enforced.took),
+                    "no table ip6 {TABLE_NAME} yet: applied the skeleton ruleset (Docker's \
+                     bridges closed by name, except replies, neighbour discovery and echo) until \
+                     Docker is read"
+                );
+                self.update_status(|s| {
+                    s.at_start = Some(format!(
+                        "applied the skeleton ruleset ({} rules) before Docker was read",
+                        enforced.rules
+                    ));
+                    s.totals.transactions += 1;
+                    s.totals.full_transactions += 1;
+                });
+                self.announce("skeleton ruleset in place; waiting for Docker");
+            }
+            Err(error) => error!(
+                %error,
+                "cannot apply the skeleton ruleset; nothing guards Docker's bridges until Docker \
+                 is read and its ruleset applied"
+            ),
         }
     }
 
@@ -196,7 +263,24 @@ impl<L: LoadInputs> Daemon<L> {
                 stop = stops.recv() => return stop,
                 () = self.step(&mut hangup, &mut timers) => {}
             }
+            // After every step, not just on the timer: a stream of events must not starve it.
+            timers.watchdog.ping_if_due();
         }
+    }
+
+    /// Tell systemd how things stand: READY=1 the first time (a table guards Docker's
+    /// bridges, or v6guard stands down), then STATUS= whenever it changes.
+    fn announce(&mut self, state: &str) {
+        if self.announced.as_deref() == Some(state) {
+            return;
+        }
+        if self.announced.is_none() {
+            notify::notify(&format!("READY=1\nSTATUS={state}"));
+            info!(state, "ready");
+        } else {
+            notify::notify(&format!("STATUS={state}"));
+        }
+        self.announced = Some(state.to_string());
     }
 
     /// Wait for the next thing to happen and handle it.
@@ -204,6 +288,7 @@ impl<L: LoadInputs> Daemon<L> {
         let far = Instant::now() + Duration::from_secs(86_400);
         let due = self.due();
         let reconnect_at = self.reconnect_at;
+        let watchdog_at = timers.watchdog.due();
         tokio::select! {
             biased;
             Some(report) = self.drift_rx.recv() => self.on_drift(report),
@@ -217,8 +302,9 @@ impl<L: LoadInputs> Daemon<L> {
                 let label = format!("every {} s", self.options.resync_interval.as_secs());
                 self.pending.full(TriggerKind::Resync, &label, Instant::now());
             }
-            _ = timers.verify.tick() => self.verify("periodic verify"),
-            _ = timers.watchdog.tick(), if timers.watchdog_on => notify::notify("WATCHDOG=1"),
+            _ = timers.verify.tick() => self.verify("periodic verify", Detected::PeriodicVerify),
+            // The ping itself follows the step (see `run`).
+            _ = sleep_until(watchdog_at.unwrap_or(far).into()), if watchdog_at.is_some() => {}
         }
     }
 
@@ -250,23 +336,33 @@ impl<L: LoadInputs> Daemon<L> {
     }
 
     fn disconnected(&mut self, why: &str) {
+        self.connection = None;
+        let delay = self.schedule_reconnect();
         warn!(
+            retry_s = delay.as_secs_f32(),
             "lost Docker: {why}. Keeping the last applied ruleset in place (fail-closed); reconnecting"
         );
-        self.connection = None;
-        self.retry = FIRST_RETRY;
-        self.reconnect_at = Some(Instant::now() + self.retry);
         self.update_status(|s| s.docker.connected = false);
+    }
+
+    /// Plan the next connection attempt, backing off; returns the delay.
+    fn schedule_reconnect(&mut self) -> Duration {
+        let delay = self.backoff.next_delay();
+        self.reconnect_at = Some(Instant::now() + delay);
+        delay
     }
 
     /// Connect, subscribe to events, then queue a full read: subscribing first means nothing
     /// that happens during the read is missed (the subscription also replays a few seconds).
     async fn reconnect(&mut self) {
-        let connected = DockerReader::connect(
+        let connecting = DockerReader::connect_with_timeout(
             &self.options.docker_host,
             self.options.daemon_json.as_deref(),
-        )
-        .await;
+            API_TIMEOUT,
+        );
+        let connected = timeout(DOCKER_DEADLINE, connecting)
+            .await
+            .unwrap_or(Err(ReadError::Deadline(DOCKER_DEADLINE)));
         match connected {
             Ok(reader) => {
                 let events: EventStream = Box::pin(events::subscribe(reader.client()));
@@ -285,15 +381,14 @@ impl<L: LoadInputs> Daemon<L> {
                     .full(kind, "connected to Docker", Instant::now());
             }
             Err(error) => {
-                let log =
-                    self.retry >= MAX_RETRY || !self.ever_connected && self.retry == FIRST_RETRY;
-                if log {
-                    warn!(%error, retry_s = self.retry.as_secs_f32(), "Docker is not reachable; retrying");
+                let delay = self.schedule_reconnect();
+                // The first failure, then only once the delay has reached its maximum.
+                let first = !self.ever_connected && delay == FIRST_RETRY;
+                if first || delay >= MAX_RETRY {
+                    warn!(%error, retry_s = delay.as_secs_f32(), "Docker is not reachable; retrying");
                 } else {
                     debug!(%error, "Docker is not reachable; retrying");
                 }
-                self.reconnect_at = Some(Instant::now() + self.retry);
-                self.retry = (self.retry * 2).min(MAX_RETRY);
             }
         }
     }
@@ -305,8 +400,15 @@ impl<L: LoadInputs> Daemon<L> {
         let span = info_span!("reconcile", trigger = %trigger);
         async {
             let started = Instant::now();
-            match self.refresh(&pending).await {
-                Ok(()) => self.enforce(&pending, &trigger, started),
+            let read = timeout(DOCKER_DEADLINE, self.refresh(&pending))
+                .await
+                .unwrap_or(Err(ReadError::Deadline(DOCKER_DEADLINE)));
+            match read {
+                Ok(()) => {
+                    // Docker answers: the next lost connection starts retrying quickly again.
+                    self.backoff.reset();
+                    self.enforce(&pending, &trigger, started)
+                }
                 Err(error) => self.read_failed(pending, &trigger, error),
             }
         }
@@ -349,14 +451,24 @@ impl<L: LoadInputs> Daemon<L> {
 
     fn read_failed(&mut self, pending: Pending, trigger: &str, error: ReadError) {
         let message = error.to_string();
-        self.record(trigger, Err(&message), None);
+        self.record(trigger, Err(&message));
         match error {
             // Docker trouble: reconnect, which re-reads everything.
-            ReadError::Docker(_) => self.disconnected(&message),
-            // A broken daemon.json: keep the rules; the next resync or SIGHUP reads it again.
+            ReadError::Docker(_) | ReadError::Deadline(_) => self.disconnected(&message),
+            // A broken daemon.json: keep the rules, and keep the work: it runs again with the
+            // next trigger (an event, the resync, SIGHUP), which reads the file again.
             ReadError::Settings(_) => {
-                error!(error = %message, "cannot read dockerd's settings; keeping the last applied ruleset");
-                drop(pending);
+                if self.settings_error.as_deref() == Some(message.as_str()) {
+                    debug!(error = %message, "dockerd's settings still unreadable");
+                } else {
+                    error!(
+                        error = %message,
+                        "cannot read dockerd's settings; keeping the last applied ruleset. The \
+                         work is retried with the next event, resync or SIGHUP"
+                    );
+                    self.settings_error = Some(message);
+                }
+                self.pending.defer(pending);
             }
         }
     }
@@ -366,8 +478,8 @@ impl<L: LoadInputs> Daemon<L> {
             return;
         };
         let reason = plan::stand_down_reason(snapshot).map(|r| r.to_string());
-        if let Some(reason) = self.stand_down(reason) {
-            self.record(trigger, Ok(None), Some(reason));
+        if self.stand_down(reason).is_some() {
+            self.record(trigger, Ok(None));
             return;
         }
         let Some(snapshot) = &self.snapshot else {
@@ -382,17 +494,14 @@ impl<L: LoadInputs> Daemon<L> {
                     .then(|| pending.since.map(|s| s.elapsed()))
                     .flatten();
                 log_enforced(&enforced, latency, pending.docker_time_nano);
-                self.record(trigger, Ok(Some((&enforced, latency))), None);
-                if !self.ready {
-                    self.ready = true;
-                    notify::notify("READY=1");
-                    info!("ready: first ruleset applied");
-                }
+                self.settings_error = None;
+                self.record(trigger, Ok(Some((&enforced, latency))));
+                self.announce("enforcing Docker's state");
             }
             Err(error) => {
                 let message = format!("{error}");
                 error!(error = %message, "apply failed; the last applied ruleset stays in place");
-                self.record(trigger, Err(&message), None);
+                self.record(trigger, Err(&message));
             }
         }
     }
@@ -409,18 +518,56 @@ impl<L: LoadInputs> Daemon<L> {
             }
             return None;
         }
-        if reason.is_some() && reason != self.stood_down {
-            error!(
-                reason = reason.as_deref().unwrap_or_default(),
-                "standing down: not changing the ruleset (run with --force to override)"
-            );
+        match (&reason, &self.stood_down) {
+            (Some(why), None) => {
+                error!(
+                    reason = why.as_str(),
+                    "standing down: not changing the ruleset (run with --force to override)"
+                );
+                self.remove_tables_standing_down(why);
+            }
+            (Some(why), Some(before)) if why != before => error!(
+                reason = why.as_str(),
+                "still standing down, for another reason (run with --force to override)"
+            ),
+            (None, Some(_)) => {
+                info!("Docker no longer manages IPv6 itself; v6guard enforces again");
+                self.update_status(|s| s.stand_down_cleanup = None);
+            }
+            _ => {}
         }
         self.stood_down = reason.clone();
-        if reason.is_some() && !self.ready {
-            self.ready = true;
-            notify::notify("READY=1\nSTATUS=standing down: Docker manages IPv6");
+        if reason.is_some() {
+            self.announce("standing down: Docker manages IPv6 itself");
         }
         reason
+    }
+
+    /// Standing down: v6guard's table would fight Docker's own IPv6 firewall (a frozen
+    /// published set dropping what Docker allows), so it goes, loudly. The next enforce (once
+    /// Docker stops managing IPv6) installs the table afresh.
+    fn remove_tables_standing_down(&mut self, why: &str) {
+        self.reconciler.forget();
+        let outcome = match nft::cleanup() {
+            Ok(removed) if removed.is_empty() => return,
+            Ok(removed) => {
+                let tables = removed
+                    .iter()
+                    .map(|t| format!("ip6 {t}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                warn!(
+                    "standing down: REMOVED v6guard's table(s) {tables}, so they do not fight \
+                     Docker's own IPv6 firewall. Why: {why}"
+                );
+                format!("removed table(s) {tables} on standing down")
+            }
+            Err(error) => {
+                error!(%error, "standing down: could not remove v6guard's tables; they may fight Docker's own IPv6 firewall. Remove them with `v6guard cleanup`");
+                format!("could not remove v6guard's tables: {error}")
+            }
+        };
+        self.update_status(|s| s.stand_down_cleanup = Some(outcome));
     }
 
     fn on_drift(&mut self, report: DriftReport) {
@@ -441,14 +588,14 @@ impl<L: LoadInputs> Daemon<L> {
             Some((process, pid, changes)) => {
                 let what =
                     format!("`{process}` (pid {pid}) changed table ip6 {TABLE_NAME}: {changes}");
-                self.restore(&what);
+                self.restore(&what, Detected::Notification);
             }
-            None => self.verify("nftables notifications were lost"),
+            None => self.verify("nftables notifications were lost", Detected::Notification),
         }
     }
 
     /// Compare the kernel with the applied ruleset; restore on any difference.
-    fn verify(&mut self, why: &str) {
+    fn verify(&mut self, why: &str, detected: Detected) {
         if self.stood_down.is_some() {
             return;
         }
@@ -456,36 +603,54 @@ impl<L: LoadInputs> Daemon<L> {
             Ok(problems) if problems.is_empty() => {
                 debug!(why, "kernel matches the applied ruleset")
             }
-            Ok(problems) => self.restore(&format!("{why}: {}", problems.join("; "))),
+            Ok(problems) => self.restore(&format!("{why}: {}", problems.join("; ")), detected),
             Err(error) => warn!(%error, why, "cannot verify the table"),
         }
     }
 
-    fn restore(&mut self, what: &str) {
+    /// Put the applied ruleset back. Notifications are answered at once up to the restore
+    /// limit; the periodic verify always restores (see [`RestoreLimit`]).
+    fn restore(&mut self, what: &str, detected: Detected) {
         if self.stood_down.is_some() {
             warn!("{what}; not restoring while standing down");
             return;
         }
         let now = Instant::now();
-        self.restores
-            .retain(|t| now.duration_since(*t) < RESTORE_WINDOW);
-        if self.restores.len() >= MAX_RESTORES {
-            error!(
-                "DRIFT: {what}. Something keeps changing v6guard's table ({} restores in {} s); \
-                 the periodic verify will restore it",
-                self.restores.len(),
-                RESTORE_WINDOW.as_secs()
-            );
+        let decision = self.restores.decide(detected, now);
+        let window_s = RESTORE_WINDOW.as_secs();
+        let verify_s = self.options.verify_interval.as_secs();
+        if !decision.restore {
+            if decision.log {
+                error!(
+                    "DRIFT: {what}. Something keeps changing v6guard's table ({} restores in \
+                     {window_s} s): not restoring at once any more, the periodic verify (every \
+                     {verify_s} s) restores it. Summed up once every {window_s} s from now on",
+                    self.restores.recent()
+                );
+            } else {
+                debug!("DRIFT: {what}; left to the periodic verify");
+            }
             return;
         }
         let started = Instant::now();
         match self.reconciler.restore() {
             Ok(true) => {
-                self.restores.push(now);
-                error!(
-                    ms = ms(started.elapsed()),
-                    "DRIFT: {what}. Restored v6guard's ruleset"
-                );
+                self.restores.restored(now);
+                let took = ms(started.elapsed());
+                if decision.log && decision.fighting {
+                    error!(
+                        ms = took,
+                        "DRIFT: {what}. Restored v6guard's ruleset. Something keeps changing the \
+                         table: {} restores in {window_s} s, {} changes left to the periodic \
+                         verify (every {verify_s} s) since the last such line",
+                        self.restores.recent(),
+                        decision.unanswered
+                    );
+                } else if decision.log {
+                    error!(ms = took, "DRIFT: {what}. Restored v6guard's ruleset");
+                } else {
+                    debug!(ms = took, "DRIFT: {what}. Restored v6guard's ruleset");
+                }
                 self.update_status(|s| s.totals.drift_restores += 1);
             }
             Ok(false) => warn!("{what}; nothing applied yet, nothing to restore"),
@@ -512,13 +677,14 @@ impl<L: LoadInputs> Daemon<L> {
             .full(TriggerKind::Reload, "SIGHUP", Instant::now());
     }
 
-    /// Record a reconcile in the status (and state file, and metrics).
+    /// Record a reconcile in the status (and state file, and metrics). `Ok(None)`: stood
+    /// down.
     fn record(
         &mut self,
         trigger: &str,
         outcome: Result<Option<(&Enforced, Option<Duration>)>, &str>,
-        stood_down: Option<String>,
     ) {
+        let stood_down = self.stood_down.clone();
         let mut record = ReconcileRecord {
             at_ms: unix_now().as_millis() as u64,
             trigger: trigger.to_string(),
@@ -675,8 +841,7 @@ async fn next_event(
 struct Timers {
     resync: Interval,
     verify: Interval,
-    watchdog: Interval,
-    watchdog_on: bool,
+    watchdog: Watchdog,
 }
 
 impl Timers {
@@ -687,19 +852,153 @@ impl Timers {
             interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
             interval
         };
-        let watchdog = notify::watchdog_interval();
         Timers {
             resync: every(options.resync_interval),
             verify: every(options.verify_interval),
-            watchdog: every(watchdog.unwrap_or(Duration::from_secs(3600))),
-            watchdog_on: watchdog.is_some(),
+            watchdog: Watchdog {
+                interval: notify::watchdog_interval(),
+                last: Instant::now(),
+            },
         }
+    }
+}
+
+/// Reconnect delays: [`FIRST_RETRY`] doubling to [`MAX_RETRY`]. Reset only by a successful
+/// read of Docker, not by connecting: a dockerd that accepts connections but fails every
+/// read is retried ever more slowly, not every 250 ms.
+#[derive(Debug)]
+struct Backoff {
+    next: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff { next: FIRST_RETRY }
+    }
+}
+
+impl Backoff {
+    /// The delay before the next attempt; the one after it doubles.
+    fn next_delay(&mut self) -> Duration {
+        let delay = self.next;
+        self.next = (self.next * 2).min(MAX_RETRY);
+        delay
+    }
+
+    fn reset(&mut self) {
+        self.next = FIRST_RETRY;
+    }
+}
+
+/// systemd's watchdog, pinged from the loop itself (a hung loop stops pinging) every half
+/// `WatchdogSec`. A step waits at most [`DOCKER_DEADLINE`] for Docker, so a live loop pings
+/// at least every `WatchdogSec / 2 + DOCKER_DEADLINE` (plus milliseconds of kernel work).
+struct Watchdog {
+    interval: Option<Duration>,
+    last: Instant,
+}
+
+impl Watchdog {
+    /// When the next ping is due (never without a watchdog).
+    fn due(&self) -> Option<Instant> {
+        self.interval.map(|interval| self.last + interval)
+    }
+
+    fn ping_if_due(&mut self) {
+        if self.due().is_some_and(|due| Instant::now() >= due) {
+            notify::notify("WATCHDOG=1");
+            self.last = Instant::now();
+        }
+    }
+}
+
+/// What the skeleton ruleset is planned from: a host with no networks and no containers, and
+/// Docker's default settings. With the default (fail-closed) options its plan guards docker0
+/// and every `br-*` bridge by name and drops everything entering them except replies,
+/// neighbour discovery and echo requests: containers that dockerd restarts before v6guard has
+/// read Docker are closed, not open.
+pub fn skeleton_snapshot() -> Snapshot {
+    Snapshot {
+        engine: Engine {
+            version: String::new(),
+            api_version: String::new(),
+            bridge_nf_ip6tables: false,
+            docker_nft_ip6_table: false,
+        },
+        daemon: DaemonSettings::default(),
+        networks: Vec::new(),
+        containers: Vec::new(),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ruleset::{Action, InterfaceName, Match, Rule, Ruleset};
+
+    /// Whether a rule only lets through replies, neighbour discovery, echo, or what a set
+    /// holds that is empty here.
+    fn harmless(rule: &Rule, ruleset: &Ruleset) -> bool {
+        rule.matches.iter().any(|m| match m {
+            Match::EstablishedOrRelated | Match::Icmpv6Type(_) => true,
+            Match::Lookup { set, .. } => ruleset.set(set).is_some_and(|s| s.elements.is_empty()),
+            _ => false,
+        })
+    }
+
+    #[test]
+    fn the_skeleton_closes_every_docker_bridge() {
+        let skeleton = PlanInputs::default().plan(&skeleton_snapshot());
+        assert_eq!(skeleton.table, TABLE_NAME);
+        assert_eq!(skeleton.element_count(), 0);
+        let chain = |name: &str| {
+            skeleton
+                .chains
+                .iter()
+                .find(|c| c.name == name)
+                .unwrap_or_else(|| panic!("chain {name}"))
+        };
+        let forward = chain(plan::FORWARD_CHAIN);
+        for bridge in [
+            InterfaceName::Exact("docker0".into()),
+            InterfaceName::Prefix("br-".into()),
+        ] {
+            assert!(
+                forward
+                    .rules
+                    .iter()
+                    .any(|r| r.matches == vec![Match::OutInterface(bridge.clone())]
+                        && r.action == Action::Jump(plan::TO_BRIDGE_CHAIN.into())),
+                "{bridge:?} is guarded"
+            );
+        }
+        for rule in &forward.rules {
+            if matches!(rule.action, Action::Accept | Action::Return) {
+                assert!(harmless(rule, &skeleton), "forward lets through {rule:?}");
+            }
+        }
+        let to_bridge = chain(plan::TO_BRIDGE_CHAIN);
+        let last = to_bridge.rules.last().expect("rules");
+        assert!(
+            last.matches.is_empty() && last.action == Action::Drop,
+            "ends with an unconditional drop: {last:?}"
+        );
+        for rule in &to_bridge.rules {
+            assert!(
+                rule.action == Action::Drop || harmless(rule, &skeleton),
+                "to-bridge lets through {rule:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn reconnects_back_off_until_a_read_succeeds() {
+        let mut backoff = Backoff::default();
+        let delays: Vec<u128> = (0..8).map(|_| backoff.next_delay().as_millis()).collect();
+        assert_eq!(delays, [250, 500, 1000, 2000, 4000, 8000, 10_000, 10_000]);
+        backoff.reset();
+        assert_eq!(backoff.next_delay(), FIRST_RETRY);
+    }
 
     #[test]
     fn drift_changes_are_summarized() {

@@ -50,6 +50,8 @@ pub struct Pending {
     /// Re-read everything (settings, engine, networks, containers).
     pub full: bool,
     pub networks: bool,
+    /// Re-read every container (a rename: other containers' links name it too).
+    pub all_containers: bool,
     pub containers: BTreeSet<String>,
     /// The strongest reason (a full resync outranks an event) and up to a few labels.
     pub kind: Option<TriggerKind>,
@@ -65,10 +67,6 @@ pub struct Pending {
 const MAX_LABELS: usize = 3;
 
 impl Pending {
-    pub fn is_empty(&self) -> bool {
-        self.kind.is_none()
-    }
-
     /// Add a trigger that needs a full re-read.
     pub fn full(&mut self, kind: TriggerKind, label: &str, now: Instant) {
         self.full = true;
@@ -83,6 +81,7 @@ impl Pending {
                     self.containers.insert(id.clone());
                 }
                 Change::Networks => self.networks = true,
+                Change::AllContainers => self.all_containers = true,
             }
         }
         if let Some(t) = time_nano {
@@ -91,14 +90,27 @@ impl Pending {
         self.note(TriggerKind::Event, label, now);
     }
 
-    /// Put back work whose reconcile failed, so it is retried with whatever came since.
+    /// Put back work whose reconcile failed. It is retried with the next trigger (an event,
+    /// the resync, SIGHUP) rather than at once: retrying a failure that needs a person (a
+    /// broken daemon.json) right away would spin.
+    pub fn defer(&mut self, mut failed: Pending) {
+        failed.since = None;
+        self.merge(failed);
+    }
+
+    /// Add another batch of work to this one.
     pub fn merge(&mut self, other: Pending) {
         self.full |= other.full;
         self.networks |= other.networks;
+        self.all_containers |= other.all_containers;
         self.containers.extend(other.containers);
         self.kind = self.kind.max(other.kind);
         self.merged += other.merged;
         self.since = match (self.since, other.since) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.docker_time_nano = match (self.docker_time_nano, other.docker_time_nano) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
@@ -121,9 +133,10 @@ impl Pending {
         text
     }
 
-    /// Whether the container changes are better read with one full list.
+    /// Whether the container changes are read with one full list: asked for, or cheaper than
+    /// an `id` filter with many IDs.
     pub fn list_all_containers(&self) -> bool {
-        self.containers.len() > MAX_FILTERED_IDS
+        self.all_containers || self.containers.len() > MAX_FILTERED_IDS
     }
 
     fn note(&mut self, kind: TriggerKind, label: &str, now: Instant) {
@@ -241,7 +254,7 @@ mod tests {
     fn pending_describes_and_merges() {
         let t0 = Instant::now();
         let mut p = Pending::default();
-        assert!(p.is_empty());
+        assert_eq!(p.describe(), "none");
         p.event(
             &[Change::Container("a".into())],
             "container start a",
@@ -257,5 +270,27 @@ mod tests {
         assert!(q.full && q.networks && q.containers.contains("a"));
         assert_eq!(q.kind, Some(TriggerKind::Resync));
         assert_eq!(q.since, Some(t0));
+        assert_eq!(q.docker_time_nano, Some(3));
+    }
+
+    #[test]
+    fn deferred_work_waits_for_the_next_trigger() {
+        let t0 = Instant::now();
+        let mut failed = Pending::default();
+        failed.full(TriggerKind::Reload, "SIGHUP", t0);
+        failed.event(&[Change::AllContainers], "container rename a", None, t0);
+        let mut pending = Pending::default();
+        pending.defer(failed);
+        assert!(pending.full && pending.list_all_containers());
+        assert_eq!(pending.since, None, "not due by itself");
+        pending.event(
+            &[Change::Container("b".into())],
+            "container start b",
+            None,
+            t0 + ms(5),
+        );
+        assert_eq!(pending.since, Some(t0 + ms(5)));
+        assert!(pending.full && pending.containers.contains("b"));
+        assert_eq!(pending.kind, Some(TriggerKind::Reload));
     }
 }

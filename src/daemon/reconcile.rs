@@ -92,11 +92,6 @@ impl<K: Kernel> Reconciler<K> {
         }
     }
 
-    /// The ruleset the kernel holds, as far as v6guard knows.
-    pub fn applied(&self) -> Option<&Ruleset> {
-        self.applied.as_ref()
-    }
-
     /// Make the kernel hold `wanted`. An element update the kernel refuses (its sets were not
     /// what v6guard last installed) falls back to replacing the table. On error the last
     /// applied ruleset stays in place: the transaction is atomic.
@@ -147,8 +142,8 @@ impl<K: Kernel> Reconciler<K> {
         }
     }
 
-    /// Forget what was applied, so the next enforce replaces the table (after the table was
-    /// removed on purpose, or its state is unknown).
+    /// Forget what was applied, so the next enforce replaces the table and verify and restore
+    /// do nothing meanwhile (the daemon removed the table on purpose: standing down).
     pub fn forget(&mut self) {
         self.applied = None;
     }
@@ -202,6 +197,7 @@ mod tests {
             .collect();
         Ruleset {
             needs_bridge_netfilter: false,
+            ndp: Default::default(),
             table: "v6guard".into(),
             sets: vec![set],
             chains: vec![],
@@ -239,7 +235,24 @@ mod tests {
             Transaction::Full
         );
         assert_eq!(r.kernel.calls, vec!["replace", "update 1", "replace"]);
-        assert_eq!(r.applied(), Some(&ruleset(&[81])));
+        // What was installed by the fallback is what the next diff starts from.
+        assert_eq!(
+            r.enforce(ruleset(&[81])).unwrap().transaction,
+            Transaction::None
+        );
+    }
+
+    #[test]
+    fn after_forget_nothing_is_restored_and_the_next_enforce_replaces() {
+        let mut r = Reconciler::new(Fake::default());
+        r.enforce(ruleset(&[80])).unwrap();
+        r.forget();
+        assert!(!r.restore().unwrap(), "nothing to restore");
+        assert_eq!(
+            r.enforce(ruleset(&[80])).unwrap().transaction,
+            Transaction::Full
+        );
+        assert_eq!(r.kernel.calls, vec!["replace", "replace"]);
     }
 
     #[test]

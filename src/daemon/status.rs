@@ -20,8 +20,15 @@ pub struct Status {
     pub updated_at: u64,
     pub docker: DockerStatus,
     pub last_reconcile: Option<ReconcileRecord>,
+    /// What guarded the bridges before Docker was first read: a skeleton ruleset applied, or
+    /// a table left by an earlier run kept.
+    #[serde(default)]
+    pub at_start: Option<String>,
     /// Why the daemon is not applying, if it stands down.
     pub stood_down: Option<String>,
+    /// What standing down did to v6guard's tables (removed, so they do not fight Docker).
+    #[serde(default)]
+    pub stand_down_cleanup: Option<String>,
     /// The last configuration reload that failed (kept until one succeeds).
     pub reload_error: Option<String>,
     pub totals: Totals,
@@ -286,6 +293,12 @@ impl Status {
         );
         if let Some(reason) = &self.stood_down {
             let _ = writeln!(out, "STANDING DOWN: {reason}");
+            if let Some(cleanup) = &self.stand_down_cleanup {
+                let _ = writeln!(out, "  {cleanup}");
+            }
+        }
+        if let Some(at_start) = &self.at_start {
+            let _ = writeln!(out, "at start: {at_start}");
         }
         match &self.last_reconcile {
             Some(r) => {

@@ -12,8 +12,11 @@ use bollard::models::{EventMessage, EventMessageTypeEnum};
 use bollard::query_parameters::EventsOptionsBuilder;
 use futures_util::Stream;
 
-/// Container actions that can change which addresses and ports are published.
-pub const CONTAINER_ACTIONS: &[&str] = &["start", "die", "destroy", "restart", "pause", "unpause"];
+/// Container actions that can change which addresses and ports are published, or the name
+/// that policies and other containers' legacy links refer to (`rename`).
+pub const CONTAINER_ACTIONS: &[&str] = &[
+    "start", "die", "destroy", "restart", "pause", "unpause", "rename",
+];
 /// Network actions that can change bridges, ICC, or a container's endpoints.
 pub const NETWORK_ACTIONS: &[&str] = &["create", "destroy", "connect", "disconnect"];
 
@@ -30,6 +33,10 @@ pub enum Change {
     Container(String),
     /// Re-read the network list: a bridge appeared or went away.
     Networks,
+    /// Re-read every container: one was renamed. Policies are keyed by container name, and
+    /// the legacy links of other containers name it too (dockerd reports a parent's links
+    /// with the child's current name), so more than the renamed container can change.
+    AllContainers,
 }
 
 /// A classified event: what to re-read, and a short label for logs ("container start 3f2a…").
@@ -76,6 +83,7 @@ pub fn classify(event: &EventMessage) -> Option<Classified> {
     let actor = event.actor.as_ref()?;
     let id = actor.id.as_deref().filter(|id| !id.is_empty())?;
     let changes = match event.typ? {
+        EventMessageTypeEnum::CONTAINER if action == "rename" => vec![Change::AllContainers],
         EventMessageTypeEnum::CONTAINER if CONTAINER_ACTIONS.contains(&action) => {
             vec![Change::Container(id.to_string())]
         }
@@ -124,6 +132,20 @@ mod tests {
         assert_eq!(c.changes, vec![Change::Container("3f2a9c".into())]);
         assert_eq!(c.label, "container start 3f2a9c");
         assert_eq!(c.time_nano, Some(1700000000123456789));
+    }
+
+    #[test]
+    fn a_rename_rereads_every_container() {
+        // As Docker 20.10.24 sends it (trimmed).
+        let e = event(
+            r#"{"status":"rename","id":"3f2a9c","Type":"container","Action":"rename",
+                "Actor":{"ID":"3f2a9c","Attributes":{"name":"db2","oldName":"/db"}},
+                "scope":"local","time":1700000000,"timeNano":1700000000123456789}"#,
+        );
+        let c = classify(&e).unwrap();
+        assert_eq!(c.changes, vec![Change::AllContainers]);
+        assert_eq!(c.label, "container rename 3f2a9c");
+        assert!(CONTAINER_ACTIONS.contains(&"rename"), "subscribed to");
     }
 
     #[test]
