@@ -127,3 +127,60 @@ fn ndp_proxy_makes_containers_reachable_from_a_lan_that_cannot_route_docker() {
         proxy_entries()
     );
 }
+
+/// The daemon keeps the entries as containers come and go.
+#[test]
+fn the_daemon_keeps_ndp_proxy_entries_in_step_with_containers() {
+    let Some(_lock) = system_lock() else { return };
+    let _table = TableGuard::clean();
+    let _lan = lan();
+    let net = Network::create("v6gt-ndp", "2001:db8:77:0:8000::/66", &[]);
+    let policies = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("ndp-daemon-policies");
+    let _ = std::fs::remove_dir_all(&policies);
+    std::fs::create_dir_all(&policies).expect("policy dir");
+    std::fs::write(
+        policies.join("10-ndp.yaml"),
+        format!("networks:\n  v6gt-ndp:\n    ndp_proxy:\n      interface: {UPLINK}\n"),
+    )
+    .expect("policy file");
+    let state = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("ndp-daemon.json");
+    let daemon = DaemonProcess(
+        std::process::Command::new(v6guard_bin())
+            .args([
+                "daemon",
+                "--policies-dir",
+                policies.to_str().expect("utf-8"),
+            ])
+            .args(["--state-file", state.to_str().expect("utf-8")])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start the daemon"),
+    );
+
+    let web = Container::web("v6gt-ndp-web", &net.name, &["-p", "18481:80"]);
+    let web_v6 = web.ipv6(&net.name);
+    assert!(
+        eventually(READY, || proxy_entries().contains(&web_v6)),
+        "the daemon adds the entry for a new container: {}",
+        proxy_entries()
+    );
+    drop(web);
+    assert!(
+        eventually(READY, || !proxy_entries().contains(&web_v6)),
+        "and removes it when the container goes: {}",
+        proxy_entries()
+    );
+    drop(daemon);
+}
+
+/// Kills the daemon on drop, so a failing test does not leave it running.
+struct DaemonProcess(std::process::Child);
+
+impl Drop for DaemonProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -166,6 +166,8 @@ struct Daemon<L> {
     announced: Option<String>,
     stood_down: Option<String>,
     force_warned: bool,
+    /// The NDP proxy entries last synced (`None`: not yet, or the last sync failed).
+    ndp_synced: Option<crate::ruleset::NdpProxies>,
     /// The last daemon.json error logged, so a broken file is not logged on every event.
     settings_error: Option<String>,
 }
@@ -196,6 +198,7 @@ impl<L: LoadInputs> Daemon<L> {
             announced: None,
             stood_down: None,
             force_warned: false,
+            ndp_synced: None,
             settings_error: None,
         }
     }
@@ -487,6 +490,7 @@ impl<L: LoadInputs> Daemon<L> {
         };
         let wanted = self.inputs.plan(snapshot);
         crate::host::ensure_prerequisites(&wanted);
+        self.sync_ndp(&wanted.ndp);
         match self.reconciler.enforce(wanted) {
             Ok(enforced) => {
                 self.pacer.record(started, enforced.transaction.changed());
@@ -502,6 +506,21 @@ impl<L: LoadInputs> Daemon<L> {
                 let message = format!("{error}");
                 error!(error = %message, "apply failed; the last applied ruleset stays in place");
                 self.record(trigger, Err(&message));
+            }
+        }
+    }
+
+    /// Keep the NDP proxy entries beside the table, only when what is wanted changed. A failure
+    /// is logged and retried at the next reconcile; the table does not wait for it.
+    fn sync_ndp(&mut self, wanted: &crate::ruleset::NdpProxies) {
+        if self.ndp_synced.as_ref() == Some(wanted) {
+            return;
+        }
+        match crate::ndp::sync(wanted) {
+            Ok(_) => self.ndp_synced = Some(wanted.clone()),
+            Err(error) => {
+                error!(%error, "NDP proxy entries could not be updated; retrying at the next reconcile");
+                self.ndp_synced = None;
             }
         }
     }
