@@ -75,19 +75,11 @@ fn audit_matches_what_the_outside_can_reach() {
         );
     }
     // A policy that is not applied yet: the rule count may not change, the plan does.
-    let policies = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("audit-policies");
-    let _ = std::fs::remove_dir_all(&policies);
-    std::fs::create_dir_all(&policies).expect("policy dir");
-    std::fs::write(
-        policies.join("10-audit.yaml"),
-        "networks:\n  v6gt-aud:\n    icc: false\n",
-    )
-    .expect("policy file");
-    let stale = v6guard(&[
-        "audit",
-        "--policies-dir",
-        policies.to_str().expect("utf-8 path"),
-    ]);
+    let policies = policy_dir(
+        "audit-policies",
+        &[("10-audit.yaml", "networks:\n  v6gt-aud:\n    icc: false\n")],
+    );
+    let stale = v6guard(&["audit", "--policies-dir", &policies]);
     assert_eq!(
         stale.status.code(),
         Some(1),

@@ -72,6 +72,12 @@ fn lan_connects(lan: &Netns, address: &str, port: u16) -> bool {
         .success()
 }
 
+/// A policy directory that proxies the test network on the uplink.
+fn ndp_policies(name: &str) -> String {
+    let policy = format!("networks:\n  v6gt-ndp:\n    ndp_proxy:\n      interface: {UPLINK}\n");
+    policy_dir(name, &[("10-ndp.yaml", &policy)])
+}
+
 fn proxy_entries() -> String {
     run_ok("ip", &["-6", "neigh", "show", "proxy"])
 }
@@ -93,15 +99,8 @@ fn ndp_proxy_makes_containers_reachable_from_a_lan_that_cannot_route_docker() {
         "before: nobody answers neighbour solicitations for the container on the LAN"
     );
 
-    let policies = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("ndp-policies");
-    let _ = std::fs::remove_dir_all(&policies);
-    std::fs::create_dir_all(&policies).expect("policy dir");
-    std::fs::write(
-        policies.join("10-ndp.yaml"),
-        format!("networks:\n  v6gt-ndp:\n    ndp_proxy:\n      interface: {UPLINK}\n"),
-    )
-    .expect("policy file");
-    let policies = policies.to_str().expect("utf-8 path");
+    let policies = ndp_policies("ndp-policies");
+    let policies = policies.as_str();
 
     let rendered = v6guard_ok(&["render", "--policies-dir", policies]);
     assert!(
@@ -135,22 +134,11 @@ fn the_daemon_keeps_ndp_proxy_entries_in_step_with_containers() {
     let _table = TableGuard::clean();
     let _lan = lan();
     let net = Network::create("v6gt-ndp", "2001:db8:77:0:8000::/66", &[]);
-    let policies = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("ndp-daemon-policies");
-    let _ = std::fs::remove_dir_all(&policies);
-    std::fs::create_dir_all(&policies).expect("policy dir");
-    std::fs::write(
-        policies.join("10-ndp.yaml"),
-        format!("networks:\n  v6gt-ndp:\n    ndp_proxy:\n      interface: {UPLINK}\n"),
-    )
-    .expect("policy file");
+    let policies = ndp_policies("ndp-daemon-policies");
     let state = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("ndp-daemon.json");
     let daemon = DaemonProcess(
         std::process::Command::new(v6guard_bin())
-            .args([
-                "daemon",
-                "--policies-dir",
-                policies.to_str().expect("utf-8"),
-            ])
+            .args(["daemon", "--policies-dir", &policies])
             .args(["--state-file", state.to_str().expect("utf-8")])
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())

@@ -9,16 +9,6 @@ use common::*;
 
 const READY: Duration = Duration::from_secs(10);
 
-fn policy_dir(name: &str, files: &[(&str, &str)]) -> String {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create policy dir");
-    for (file, text) in files {
-        std::fs::write(dir.join(file), text).expect("write policy");
-    }
-    dir.to_str().expect("utf-8 path").to_string()
-}
-
 /// deny closes a published port, allow_from admits only its prefixes, expose opens an
 /// unpublished port, and a container label narrows the same way; with the proxy on, docker-proxy
 /// does not reopen what the policy closed.

@@ -200,29 +200,27 @@ fn render_is_exactly_what_apply_installs() {
     let snapshot = temp_file("render-live.json", &v6guard_ok(&["snapshot"]));
     assert_render_matches_apply(&snapshot, "live", &[]);
     // With a policy: an interval set of allowed source prefixes, an extra exposed port.
-    let policies = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("render-policies");
-    std::fs::create_dir_all(&policies).expect("policy dir");
-    std::fs::write(
-        policies.join("10-render.yaml"),
-        "containers:\n  v6gt-render-web:\n    allow_from: [\"2001:db8:76::/64\", \"2001:db8:76::5\", \"fd00:1::/66\", \"2001:db8:99::5\"]\n    expose: [\"9000-9002/udp\"]\n    deny: [\"81/udp\"]\n",
-    )
-    .expect("policy file");
-    let policies = policies.to_str().expect("utf-8 path");
-    assert_render_matches_apply(&snapshot, "live+policy", &["--policies-dir", policies]);
+    let policies = policy_dir(
+        "render-policies",
+        &[(
+            "10-render.yaml",
+            "containers:\n  v6gt-render-web:\n    allow_from: [\"2001:db8:76::/64\", \"2001:db8:76::5\", \"fd00:1::/66\", \"2001:db8:99::5\"]\n    expose: [\"9000-9002/udp\"]\n    deny: [\"81/udp\"]\n",
+        )],
+    );
+    assert_render_matches_apply(&snapshot, "live+policy", &["--policies-dir", &policies]);
 
     // Every rule shape v6guard has: links, internal networks, SNAT, one-address DNAT, hairpin,
     // the host input chain, policy overrides.
     let every = temp_file("render-every.json", &every_shape_snapshot_json());
-    let every_policies = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("render-every");
-    std::fs::create_dir_all(&every_policies).expect("policy dir");
-    std::fs::write(
-        every_policies.join("10-every.yaml"),
-        "networks:\n  lab-snat:\n    icc: false\n  bridge:\n    snat_address: 2001:db8:76::53\n\
-         containers:\n  web:\n    allow_from: [\"2001:db8:76::/64\"]\n    deny: [\"443/tcp\"]\n",
-    )
-    .expect("policy file");
-    let every_policies = every_policies.to_str().expect("utf-8 path");
-    assert_render_matches_apply(&every, "every shape", &["--policies-dir", every_policies]);
+    let every_policies = policy_dir(
+        "render-every",
+        &[(
+            "10-every.yaml",
+            "networks:\n  lab-snat:\n    icc: false\n  bridge:\n    snat_address: 2001:db8:76::53\n\
+             containers:\n  web:\n    allow_from: [\"2001:db8:76::/64\"]\n    deny: [\"443/tcp\"]\n",
+        )],
+    );
+    assert_render_matches_apply(&every, "every shape", &["--policies-dir", &every_policies]);
 
     let big = temp_file("render-big.json", &big_snapshot_json(1000, 10));
     assert_render_matches_apply(&big, "1000x10", &[]);

@@ -603,3 +603,14 @@ fn current_proxy() -> bool {
         .as_bool()
         .expect("userland_proxy is a bool")
 }
+
+/// A fresh policy directory under the target dir holding `files` (name, YAML); its path.
+pub fn policy_dir(name: &str, files: &[(&str, &str)]) -> String {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create policy dir");
+    for (file, text) in files {
+        std::fs::write(dir.join(file), text).expect("write policy");
+    }
+    dir.to_str().expect("utf-8 path").to_string()
+}
