@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use bollard::models::{ContainerSummary, Network as ApiNetwork, PortSummaryTypeEnum};
 use ipnet::Ipv6Net;
-use tracing::warn;
+use tracing::{error, warn};
 
 use crate::snapshot::{Container, Endpoint, ExposedPort, Network, PortBinding, Protocol};
 
@@ -28,6 +28,15 @@ pub fn network_from_api(api: &ApiNetwork) -> Option<Network> {
         .filter(|b| !b.is_empty())
         .cloned()
         .unwrap_or_else(|| format!("br-{}", id.get(..12).unwrap_or(&id)));
+    if !nft_safe_interface_name(&bridge) {
+        error!(
+            network = %name, bridge,
+            "bridge name cannot be matched exactly by nftables (over 15 bytes, or contains * \" \\ \
+             or control characters); the network is left out of the plan: its containers are \
+             not published over IPv6, and only a br-* name is guarded. Rename the bridge"
+        );
+        return None;
+    }
     let ipv6_subnets = api
         .ipam
         .iter()
@@ -60,6 +69,16 @@ pub fn network_from_api(api: &ApiNetwork) -> Option<Network> {
         id,
         name,
     })
+}
+
+/// Whether nft text and a netlink compare agree on this interface name: nft reads `*` as a
+/// wildcard and needs `"` and `\` escaped, and the kernel's names are at most 15 bytes.
+fn nft_safe_interface_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() < 16
+        && !name
+            .chars()
+            .any(|c| matches!(c, '*' | '"' | '\\') || c.is_control() || c.is_whitespace())
 }
 
 /// A boolean network option; Docker treats a missing one as true.
@@ -185,6 +204,15 @@ mod tests {
        "IPAM":{"Driver":"default","Config":[{"Subnet":"fd76:6700:0:10::/64"}]},"Options":{}},
       {"Name":"host","Id":"ffff","Driver":"host","Options":{}}
     ]"#;
+
+    #[test]
+    fn bridge_names_nft_cannot_match_exactly_are_refused() {
+        assert!(nft_safe_interface_name("docker0"));
+        assert!(nft_safe_interface_name("br-0123456789ab"));
+        assert!(!nft_safe_interface_name("br*"));
+        assert!(!nft_safe_interface_name("a\"b"));
+        assert!(!nft_safe_interface_name("sixteen-bytes-xx"));
+    }
 
     #[test]
     fn networks_from_docker_20_10() {
