@@ -22,18 +22,24 @@ fn report(what: &str, ipv4: &Option<String>, before: &Option<String>, after: &Op
     );
 }
 
+/// Every NAT-side behaviour with userland-proxy off (the lab's default)...
 #[test]
 fn nat_with_userland_proxy_off() {
     let Some(_lock) = system_lock() else { return };
     let _mode = ProxyMode::set(false);
     published_ports_hairpin_and_nat66(false);
+    internal_network_is_sealed();
+    links_open_exposed_ports_with_icc_off();
 }
 
+/// ...and the same with it on (one dockerd restart for all of them).
 #[test]
 fn nat_with_userland_proxy_on() {
     let Some(_lock) = system_lock() else { return };
     let _mode = ProxyMode::set(true);
     published_ports_hairpin_and_nat66(true);
+    internal_network_is_sealed();
+    links_open_exposed_ports_with_icc_off();
 }
 
 fn published_ports_hairpin_and_nat66(proxy: bool) {
@@ -201,9 +207,7 @@ fn published_ports_hairpin_and_nat66(proxy: bool) {
 }
 
 /// An internal network: members talk, nothing crosses its boundary, either way.
-#[test]
 fn internal_network_is_sealed() {
-    let Some(_lock) = system_lock() else { return };
     let _table = TableGuard::clean();
     let outside = Outside::up("v6gt-int-out");
     let net = Network::internal("v6gt-int", "fd76:6700:0:73::/64");
@@ -248,9 +252,7 @@ fn internal_network_is_sealed() {
 
 /// `--link` with ICC off on the default bridge: the parent reaches the child's exposed port over
 /// IPv6 (as Docker does for IPv4); an unlinked container does not.
-#[test]
 fn links_open_exposed_ports_with_icc_off() {
-    let Some(_lock) = system_lock() else { return };
     let _table = TableGuard::clean();
     let child = Container::web("v6gt-link-child", "bridge", &["--expose", "80"]);
     let parent = Container::web(
