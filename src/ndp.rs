@@ -1,8 +1,9 @@
 //! Keeps the host's neighbour-discovery proxy entries equal to what the plan wants
 //! (`Ruleset::ndp`), through iproute2: `proxy_ndp=1` on each interface that answers, one
-//! `ip -6 neigh replace proxy` per container address, and removal of entries for addresses in
-//! Docker's subnets that no container needs any more. Entries outside Docker's subnets belong
-//! to someone else and are never touched.
+//! `ip -6 neigh replace proxy` per container address, and removal of entries no container
+//! needs any more, on the interface and inside the subnets of networks with `ndp_proxy`
+//! only. Every other entry belongs to someone else and is never touched; without any
+//! `ndp_proxy` policy nothing is read or written at all.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -37,6 +38,9 @@ pub struct NdpChanges {
 
 /// Make the kernel's proxy entries match `wanted`.
 pub fn sync(wanted: &NdpProxies) -> Result<NdpChanges, NdpError> {
+    if wanted.entries.is_empty() && wanted.owned.is_empty() {
+        return Ok(NdpChanges::default());
+    }
     let current = current_entries()?;
     let interfaces: BTreeSet<&str> = wanted.entries.iter().map(|(i, _)| i.as_str()).collect();
     for interface in interfaces {
@@ -55,8 +59,12 @@ pub fn sync(wanted: &NdpProxies) -> Result<NdpChanges, NdpError> {
         ])?;
         changes.added += 1;
     }
-    let stale = current.iter().filter(|entry| {
-        !wanted.entries.contains(*entry) && wanted.owned.iter().any(|net| net.contains(&entry.1))
+    let stale = current.iter().filter(|(interface, address)| {
+        !wanted.entries.contains(&(interface.clone(), *address))
+            && wanted
+                .owned
+                .iter()
+                .any(|(owner, net)| owner == interface && net.contains(address))
     });
     for (interface, address) in stale {
         ip(&[

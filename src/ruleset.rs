@@ -46,9 +46,10 @@ pub struct Ruleset {
 pub struct NdpProxies {
     /// (interface, container address) pairs to answer for.
     pub entries: BTreeSet<(String, Ipv6Addr)>,
-    /// Docker's IPv6 subnets: proxy entries for addresses inside them belong to v6guard and
-    /// are removed when not wanted; any other entry is left alone.
-    pub owned: Vec<Ipv6Net>,
+    /// (interface, subnet) of every network with `ndp_proxy`: proxy entries on that interface
+    /// for addresses in that subnet belong to v6guard and are removed when not wanted; any
+    /// other entry (a hand-made one, another interface, another prefix) is left alone.
+    pub owned: BTreeSet<(String, Ipv6Net)>,
 }
 
 impl Ruleset {

@@ -221,6 +221,21 @@ fn render_is_exactly_what_apply_installs() {
         )],
     );
     assert_render_matches_apply(&every, "every shape", &["--policies-dir", &every_policies]);
+    // With userland-proxy on: the host input chain and its interval sets instead of hairpin.
+    let every_proxy = every_shape_snapshot_json().replace(
+        r#""userland_proxy":{"source":{"kind":"default"},"value":false}"#,
+        r#""userland_proxy":{"source":{"kind":"default"},"value":true}"#,
+    );
+    assert!(
+        every_proxy.contains(r#""value":true}"#),
+        "proxy switched on"
+    );
+    let every_proxy = temp_file("render-every-proxy.json", &every_proxy);
+    assert_render_matches_apply(
+        &every_proxy,
+        "every shape, proxy on",
+        &["--policies-dir", &every_policies],
+    );
 
     let big = temp_file("render-big.json", &big_snapshot_json(1000, 10));
     assert_render_matches_apply(&big, "1000x10", &[]);

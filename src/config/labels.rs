@@ -2,8 +2,8 @@
 //! `v6guard.expose`, `v6guard.deny`), for people who deploy with Compose rather than Ansible.
 //!
 //! A malformed label is reported, and it fails closed: a broken `v6guard.allow_from` admits
-//! no source, a broken `v6guard.deny` closes every port of the container over IPv6, a broken
-//! `v6guard.expose` opens nothing. The container's other labels still apply, so a typo can
+//! no source, a broken `v6guard.deny` or an unknown `v6guard.*` name (`v6guard.allow-from`)
+//! closes every port of the container over IPv6, a broken `v6guard.expose` opens nothing. The container's other labels still apply, so a typo can
 //! never open more than the author meant.
 
 use std::collections::BTreeMap;
@@ -76,7 +76,10 @@ fn fail_closed(policy: &mut ContainerPolicy, label: &str) -> bool {
             policy.allow_from = Some(Vec::new());
             true
         }
-        LABEL_DENY => {
+        LABEL_EXPOSE => false,
+        // A broken deny, or a label name v6guard does not know (a typo of allow_from or deny
+        // is the likely cause): close every port.
+        _ => {
             policy.deny = [Protocol::Tcp, Protocol::Udp, Protocol::Sctp]
                 .into_iter()
                 .map(|protocol| PortSpec {
@@ -87,7 +90,6 @@ fn fail_closed(policy: &mut ContainerPolicy, label: &str) -> bool {
                 .collect();
             true
         }
-        _ => false,
     }
 }
 
@@ -246,7 +248,15 @@ mod tests {
     fn unknown_v6guard_labels_are_errors() {
         let (policy, errors) =
             container_policy_from_labels(&labels(&[("v6guard.alow_from", "::/0")]));
-        assert_eq!(policy, None);
+        assert_eq!(
+            policy.map(|p| p.deny),
+            Some(vec![
+                spec("1-65535/tcp"),
+                spec("1-65535/udp"),
+                spec("1-65535/sctp")
+            ]),
+            "a mistyped label name closes the container rather than leaving it open"
+        );
         assert_eq!(
             errors[0].to_string(),
             "label v6guard.alow_from=\"::/0\": v6guard has no such label; expected one of \

@@ -230,6 +230,20 @@ impl<L: LoadInputs> Daemon<L> {
             self.announce("guarding with the table left by an earlier run; waiting for Docker");
             return;
         }
+        if let Some(reason) = self.stand_down_without_docker() {
+            info!("no skeleton ruleset: {reason}");
+            self.announce("standing down before Docker is read");
+            return;
+        }
+        if self.inputs.options.bridge_names.is_empty()
+            && self.inputs.options.bridge_prefixes.is_empty()
+        {
+            info!(
+                "no skeleton ruleset: fail_closed is off, so nothing is guarded until Docker is read"
+            );
+            self.announce("fail_closed off; waiting for Docker");
+            return;
+        }
         let skeleton = self.inputs.plan(&skeleton_snapshot());
         match self.reconciler.enforce(skeleton) {
             Ok(enforced) => {
@@ -256,6 +270,26 @@ impl<L: LoadInputs> Daemon<L> {
                  is read and its ruleset applied"
             ),
         }
+    }
+
+    /// The stand-down reasons that can be known without Docker: `ip6tables` set in daemon.json or
+    /// on dockerd's command line, or Docker's own `ip6 docker-bridges` table. (The engine
+    /// version needs Docker.) Unless `--force`.
+    fn stand_down_without_docker(&self) -> Option<String> {
+        if self.options.force {
+            return None;
+        }
+        let settings =
+            crate::settings::read_daemon_settings(self.options.daemon_json.as_deref()).ok()?;
+        if settings.ip6tables.value == Some(true) {
+            return Some(format!(
+                "Docker firewalls IPv6 itself (ip6tables is true in {})",
+                settings.ip6tables.source
+            ));
+        }
+        crate::host::docker_nft_ip6_table().ok()?.then(|| {
+            "Docker's nftables backend manages IPv6 (table ip6 docker-bridges)".to_string()
+        })
     }
 
     async fn run(&mut self, mut hangup: Hangup, mut stops: Stops) -> Stop {
@@ -516,7 +550,13 @@ impl<L: LoadInputs> Daemon<L> {
         if self.ndp_synced.as_ref() == Some(wanted) {
             return;
         }
-        match crate::ndp::sync(wanted) {
+        // What was ours at the last sync stays ours for this one, so entries of a network that
+        // just went away (compose down) are removed with it.
+        let mut effective = wanted.clone();
+        if let Some(previous) = &self.ndp_synced {
+            effective.owned.extend(previous.owned.iter().cloned());
+        }
+        match crate::ndp::sync(&effective) {
             Ok(_) => self.ndp_synced = Some(wanted.clone()),
             Err(error) => {
                 error!(%error, "NDP proxy entries could not be updated; retrying at the next reconcile");

@@ -87,6 +87,8 @@ impl CommentedTable {
             let Some(table) = NonNull::new(sys::nftnl_table_alloc()) else {
                 std::process::abort();
             };
+            // Owned from here on, so every return below frees it.
+            let owned = CommentedTable(table);
             sys::nftnl_table_set_u32(
                 table.as_ptr(),
                 sys::NFTNL_TABLE_FAMILY as u16,
@@ -117,7 +119,7 @@ impl CommentedTable {
                     comment.to_string_lossy()
                 )));
             }
-            Ok(CommentedTable(table))
+            Ok(owned)
         }
     }
 }

@@ -114,12 +114,17 @@ pub fn verify(expected: &Ruleset) -> Result<Vec<String>, NftError> {
         return Ok(vec![format!("table ip6 {} is missing", expected.table)]);
     };
     let mut problems = Vec::new();
-    if table.comment.as_deref() != Some(expected.comment().as_str()) {
+    // Kernels before 5.13 drop table userdata: no comment means "cannot tell", not "wrong".
+    if table
+        .comment
+        .as_deref()
+        .is_some_and(|comment| comment != expected.comment())
+    {
         problems.push(format!(
             "table ip6 {} holds rules from another plan ({}), not from the current \
              configuration and Docker state ({})",
             expected.table,
-            table.comment.as_deref().unwrap_or("no plan named"),
+            table.comment.as_deref().unwrap_or_default(),
             expected.comment()
         ));
     }

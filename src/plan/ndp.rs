@@ -28,7 +28,8 @@ pub fn proxies(snapshot: &Snapshot, resolved: &Resolved) -> NdpProxies {
     let owned = snapshot
         .networks
         .iter()
-        .flat_map(|n| n.ipv6_subnets.iter().copied())
+        .filter_map(|n| Some((resolved.network(n).ndp_proxy?, n)))
+        .flat_map(|(interface, n)| n.ipv6_subnets.iter().map(move |s| (interface.clone(), *s)))
         .collect();
     NdpProxies { entries, owned }
 }

@@ -8,6 +8,8 @@
 //! also closed (or limited) on the host's input hook. Loopback stays open: the host's own
 //! health checks on `[::1]` are not "over IPv6 from somewhere".
 
+use std::net::IpAddr;
+
 use ipnet::Ipv6Net;
 
 use super::policy::{Resolved, dnat_allowed};
@@ -23,16 +25,32 @@ pub const HOST_CLOSED_SET: &str = "host-closed";
 /// Host ports open to some sources (protocol . port . source prefix).
 pub const HOST_ALLOWED_SET: &str = "host-allowed";
 
-/// The two sets, filled from the published bindings the policy closes or limits.
+/// The two sets, filled from the published bindings the policy closes or limits. Keys start
+/// with the host address range the binding listens on (`::/0` for all addresses, a /128 for
+/// one), so a limit on `[::b]:22` never touches the host's own service on `[::a]:22`.
 pub fn host_port_sets(snapshot: &Snapshot, resolved: &Resolved) -> (NamedSet, NamedSet) {
-    let mut closed = NamedSet::set(HOST_CLOSED_SET, vec![FieldType::Protocol, FieldType::Port]);
+    let mut closed = NamedSet::interval_set(
+        HOST_CLOSED_SET,
+        vec![FieldType::Prefix, FieldType::Protocol, FieldType::Port],
+    );
     let mut allowed = NamedSet::interval_set(
         HOST_ALLOWED_SET,
-        vec![FieldType::Protocol, FieldType::Port, FieldType::Prefix],
+        vec![
+            FieldType::Prefix,
+            FieldType::Protocol,
+            FieldType::Port,
+            FieldType::Prefix,
+        ],
     );
+    if !snapshot.daemon.userland_proxy.value {
+        // Without docker-proxy nothing serves a host port that is not translated: dockerd only
+        // holds it. Nothing to close on the host.
+        return (closed, allowed);
+    }
     for publication in publications(snapshot) {
         let binding = publication.binding;
         let host_port = vec![
+            Field::Prefix(listening_range(binding.host_ip)),
             Field::Protocol(binding.protocol),
             Field::Port(binding.host_port),
         ];
@@ -57,24 +75,39 @@ pub fn host_port_sets(snapshot: &Snapshot, resolved: &Resolved) -> (NamedSet, Na
     (closed, allowed)
 }
 
-/// The input chain, only when some host port is closed or limited.
+/// The host addresses a binding listens on: all (`::/0`) or one.
+fn listening_range(host_ip: Option<IpAddr>) -> Ipv6Net {
+    match host_ip {
+        Some(IpAddr::V6(address)) if !address.is_unspecified() => Ipv6Net::from(address),
+        _ => Ipv6Net::default(),
+    }
+}
+
+/// The input chain, only when some host port is closed or limited: loopback and replies to
+/// the host's own connections pass, then sources in `allow_from`, then the drop.
 pub fn input_chain(closed: &NamedSet, allowed: &NamedSet) -> Option<Chain> {
     if closed.elements.is_empty() {
         return None;
     }
-    let mut rules = vec![Rule::new(
-        vec![Match::InInterface(InterfaceName::Exact("lo".to_string()))],
-        Action::Accept,
-    )];
+    let service = vec![
+        PacketField::DestinationAddress,
+        PacketField::Protocol,
+        PacketField::DestinationPort,
+    ];
+    let mut rules = vec![
+        Rule::new(
+            vec![Match::InInterface(InterfaceName::Exact("lo".to_string()))],
+            Action::Accept,
+        ),
+        Rule::new(vec![Match::EstablishedOrRelated], Action::Accept),
+    ];
     if !allowed.elements.is_empty() {
+        let mut fields = service.clone();
+        fields.push(PacketField::SourceAddress);
         rules.push(
             Rule::new(
                 vec![Match::Lookup {
-                    fields: vec![
-                        PacketField::Protocol,
-                        PacketField::DestinationPort,
-                        PacketField::SourceAddress,
-                    ],
+                    fields,
                     set: HOST_ALLOWED_SET.to_string(),
                 }],
                 Action::Accept,
@@ -85,7 +118,7 @@ pub fn input_chain(closed: &NamedSet, allowed: &NamedSet) -> Option<Chain> {
     rules.push(
         Rule::new(
             vec![Match::Lookup {
-                fields: vec![PacketField::Protocol, PacketField::DestinationPort],
+                fields: service,
                 set: HOST_CLOSED_SET.to_string(),
             }],
             Action::Drop,

@@ -22,10 +22,15 @@ pub fn port_network<'a>(
     snapshot: &'a Snapshot,
     container: &Container,
 ) -> Option<(&'a Network, Option<Ipv6Addr>)> {
-    container.endpoints.iter().find_map(|endpoint| {
+    for endpoint in &container.endpoints {
+        // A network v6guard does not know (not a bridge, or left out) may be the one Docker
+        // maps ports on: do not guess another.
         let network = snapshot.network_by_id(&endpoint.network_id)?;
-        (!network.internal).then_some((network, endpoint.ipv6))
-    })
+        if !network.internal {
+            return Some((network, endpoint.ipv6));
+        }
+    }
+    None
 }
 
 /// Every binding that publishes a port over IPv6 (host IP empty, `::`, or a non-loopback

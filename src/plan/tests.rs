@@ -529,21 +529,54 @@ fn nested_allow_from_prefixes_are_merged() {
 
 #[test]
 fn denied_and_restricted_host_ports_are_closed_on_the_host_too() {
-    let inputs = with_policy(
+    let mut inputs = with_policy(
         "containers:\n  web1:\n    deny: [\"83/tcp\"]\n    allow_from: [\"2001:db8:76::/64\"]\n",
     );
-    let ruleset = plan(&lab_snapshot(), &inputs);
+    let mut snapshot = lab_snapshot();
+    snapshot.daemon.userland_proxy = Setting::default_value(true);
+    snapshot.containers[1].ports = vec![PortBinding {
+        protocol: Protocol::Tcp,
+        container_port: 22,
+        host_ip: Some("2001:db8:76::1".parse().unwrap()),
+        host_port: 2222,
+    }];
+    inputs.policy.containers.insert(
+        "db".into(),
+        crate::config::ContainerPolicy {
+            allow_from: Some(vec!["2001:db8:99::/64".parse().unwrap()]),
+            ..Default::default()
+        },
+    );
+    let ruleset = plan(&snapshot, &inputs);
     assert_eq!(
         dnat(&ruleset, "host-closed"),
-        vec!["tcp . 8080", "tcp . 8083"],
-        "docker-proxy must not serve them to link-local sources or containers"
+        vec![
+            "::/0 . tcp . 8080",
+            "::/0 . tcp . 8083",
+            "2001:db8:76::1 . tcp . 2222"
+        ],
+        "docker-proxy must not serve them to link-local sources or containers; a binding on \
+         one address is keyed by it, so the host's other addresses keep their own services"
     );
     assert_eq!(
         dnat(&ruleset, "host-allowed"),
-        vec!["tcp . 8080 . 2001:db8:76::/64"]
+        vec![
+            "::/0 . tcp . 8080 . 2001:db8:76::/64",
+            "2001:db8:76::1 . tcp . 2222 . 2001:db8:99::/64"
+        ]
     );
     let input = rules_in(&ruleset, "input");
-    assert_eq!(input.len(), 3, "lo, allowed sources, then drop");
+    assert_eq!(input.len(), 4, "lo, replies, allowed sources, then drop");
+    assert_eq!(input[1].matches, vec![Match::EstablishedOrRelated]);
+
+    snapshot.daemon.userland_proxy = Setting::default_value(false);
+    assert!(
+        plan(&snapshot, &inputs)
+            .chains
+            .iter()
+            .all(|c| c.name != "input"),
+        "without docker-proxy nothing serves an untranslated host port"
+    );
     assert!(
         plan(&lab_snapshot(), &PlanInputs::default())
             .chains
@@ -563,9 +596,9 @@ fn ndp_proxy_entries_follow_the_policy_and_the_containers() {
         vec![("eth1".to_string(), web1)]
     );
     assert_eq!(
-        ruleset.ndp.owned.len(),
-        3,
-        "every Docker subnet is v6guard's to clean"
+        ruleset.ndp.owned.iter().cloned().collect::<Vec<_>>(),
+        vec![("eth1".to_string(), "fd76:6700:0:10::/64".parse().unwrap())],
+        "only the proxied network's subnet on its interface is v6guard's to clean"
     );
     assert!(
         plan(&lab_snapshot(), &PlanInputs::default())
