@@ -490,14 +490,7 @@ fn sighup_with_broken_settings_keeps_the_rules() {
 fn work_held_up_by_a_broken_daemon_json_runs_with_the_next_event() {
     let Some(_lock) = system_lock() else { return };
     let _table = TableGuard::clean();
-    let good = std::fs::read_to_string("/run/v6guard-lab/daemon.json").expect("lab daemon.json");
-    let mut settings: serde_json::Value = serde_json::from_str(&good).expect("lab daemon.json");
-    assert_eq!(
-        settings["userland-proxy"], false,
-        "the lab runs with userland-proxy off"
-    );
-    settings["userland-proxy"] = serde_json::Value::Bool(true);
-    let proxy_on = serde_json::to_string_pretty(&settings).expect("json");
+    let (good, proxy_on) = lab_daemon_json_with("userland-proxy");
     let json = temp_file("deferred-daemon.json", &good);
     let json_arg = json.display().to_string();
     let daemon = Daemon::start("deferred", &["--daemon-json", &json_arg]);
@@ -828,10 +821,7 @@ fn without_docker_a_skeleton_guards_the_bridges() {
 fn standing_down_removes_the_table() {
     let Some(_lock) = system_lock() else { return };
     let _table = TableGuard::clean();
-    let good = std::fs::read_to_string("/run/v6guard-lab/daemon.json").expect("lab daemon.json");
-    let mut settings: serde_json::Value = serde_json::from_str(&good).expect("lab daemon.json");
-    settings["ip6tables"] = serde_json::Value::Bool(true);
-    let managed = serde_json::to_string_pretty(&settings).expect("json");
+    let (good, managed) = lab_daemon_json_with("ip6tables");
     let json = temp_file("standdown-daemon.json", &good);
     let json_arg = json.display().to_string();
     let daemon = Daemon::start(
@@ -938,4 +928,13 @@ fn a_renamed_container_gets_its_new_names_policy() {
         daemon.log()
     );
     drop(renamed);
+}
+
+/// The lab's daemon.json as it is, and the same with `key` switched from false to true.
+fn lab_daemon_json_with(key: &str) -> (String, String) {
+    let good = std::fs::read_to_string("/run/v6guard-lab/daemon.json").expect("lab daemon.json");
+    let mut settings: serde_json::Value = serde_json::from_str(&good).expect("lab daemon.json");
+    assert_eq!(settings[key], false, "the lab runs with {key} off");
+    settings[key] = serde_json::Value::Bool(true);
+    (good, serde_json::to_string_pretty(&settings).expect("json"))
 }
