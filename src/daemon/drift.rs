@@ -24,11 +24,13 @@ use tracing::{debug, error};
 /// What the monitor saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DriftReport {
-    /// Another process changed the table: what it did, and who it was.
+    /// Another process changed the table: what it did, who it was, and when the monitor
+    /// read the notification (after the kernel committed the change).
     Foreign {
         process: String,
         pid: u32,
         changes: Vec<String>,
+        seen: Instant,
     },
     /// Notifications were lost; the table may or may not have changed.
     Overrun,
@@ -306,6 +308,7 @@ fn monitor(socket: mnl::Socket, table: &str, reports: &UnboundedSender<DriftRepo
                 process,
                 pid,
                 changes,
+                seen: Instant::now(),
             };
             if reports.send(report).is_err() {
                 return;

@@ -161,6 +161,8 @@ struct Daemon<L> {
     ever_connected: bool,
     drift_rx: UnboundedReceiver<DriftReport>,
     restores: RestoreLimit,
+    /// When the last restore began: changes seen before it are already undone.
+    restore_started: Option<Instant>,
     status: Arc<Mutex<Status>>,
     /// The last state told to systemd (READY=1 went with the first).
     announced: Option<String>,
@@ -194,6 +196,7 @@ impl<L: LoadInputs> Daemon<L> {
             ever_connected: false,
             drift_rx,
             restores: RestoreLimit::default(),
+            restore_started: None,
             status,
             announced: None,
             stood_down: None,
@@ -635,21 +638,29 @@ impl<L: LoadInputs> Daemon<L> {
         while let Ok(more) = self.drift_rx.try_recv() {
             reports.push(more);
         }
+        // A change read before our last restore began is already overwritten by it (the
+        // periodic verify got there first): restoring again would only spend the restore limit.
+        let superseded = |seen: &Instant| self.restore_started.is_some_and(|r| *seen < r);
         let foreign = reports.iter().find_map(|r| match r {
             DriftReport::Foreign {
                 process,
                 pid,
                 changes,
-            } => Some((process.clone(), *pid, summarize(changes))),
-            DriftReport::Overrun => None,
+                seen,
+            } if !superseded(seen) => Some((process.clone(), *pid, summarize(changes))),
+            _ => None,
         });
+        let overrun = reports.contains(&DriftReport::Overrun);
         match foreign {
             Some((process, pid, changes)) => {
                 let what =
                     format!("`{process}` (pid {pid}) changed table ip6 {TABLE_NAME}: {changes}");
                 self.restore(&what, Detected::Notification);
             }
-            None => self.verify("nftables notifications were lost", Detected::Notification),
+            None if overrun => {
+                self.verify("nftables notifications were lost", Detected::Notification)
+            }
+            None => debug!("table change already undone by the last restore"),
         }
     }
 
@@ -694,6 +705,7 @@ impl<L: LoadInputs> Daemon<L> {
         let started = Instant::now();
         match self.reconciler.restore() {
             Ok(true) => {
+                self.restore_started = Some(started);
                 self.restores.restored(now);
                 let took = ms(started.elapsed());
                 if decision.log && decision.fighting {
