@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::*;
 
-const READY: Duration = Duration::from_secs(10);
+const READY: Duration = Duration::from_secs(30);
 
 #[test]
 fn audit_matches_what_the_outside_can_reach() {
@@ -70,7 +70,7 @@ fn audit_matches_what_the_outside_can_reach() {
         let address = entry["address"].as_str().expect("address");
         let port = entry["port"].as_u64().expect("port") as u16;
         assert!(
-            outside.connects(address, port),
+            eventually(READY, || outside.connects(address, port)),
             "listed reachable: [{address}]:{port}"
         );
     }

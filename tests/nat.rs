@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::*;
 
-const READY: Duration = Duration::from_secs(10);
+const READY: Duration = Duration::from_secs(30);
 
 /// One line of the side-by-side report each test prints.
 fn report(what: &str, ipv4: &Option<String>, before: &Option<String>, after: &Option<String>) {
@@ -77,28 +77,32 @@ fn published_ports_hairpin_and_nat66(proxy: bool) {
         "outside is up"
     );
 
-    // Docker alone (IPv4 results do not change when v6guard applies).
-    let dnat4 = outside.fetch_ip(HOST_ADDR4, 18180);
+    // Docker alone (IPv4 results do not change when v6guard applies). Requests that should
+    // be served are tried up to three times (`answered`); those that may go unanswered once.
+    let dnat4 = answered(|| outside.fetch_ip(HOST_ADDR4, 18180));
     let dnat6_before = outside.fetch_ip(HOST_ADDR, 18180);
-    let hairpin4 = peer.fetch_ip(HOST_ADDR4, 18180);
+    let hairpin4 = answered(|| peer.fetch_ip(HOST_ADDR4, 18180));
     let hairpin6_before = peer.fetch_ip(HOST_ADDR, 18180);
-    let self4 = web.fetch_ip(HOST_ADDR4, 18180);
-    let host4 = host_fetch_ip(HOST_ADDR4, 18180);
-    let masq4 = web.fetch_ip(OUTSIDE_ADDR4, 8000);
-    let masq6_before = web.fetch_ip(OUTSIDE_ADDR, 8000);
-    let nomasq4 = plain.fetch_ip(OUTSIDE_ADDR4, 8000);
-    let snat4 = snatted.fetch_ip(OUTSIDE_ADDR4, 8000);
+    let self4 = answered(|| web.fetch_ip(HOST_ADDR4, 18180));
+    let host4 = answered(|| host_fetch_ip(HOST_ADDR4, 18180));
+    let masq4 = answered(|| web.fetch_ip(OUTSIDE_ADDR4, 8000));
+    let masq6_before = answered(|| web.fetch_ip(OUTSIDE_ADDR, 8000));
+    let nomasq4 = answered(|| plain.fetch_ip(OUTSIDE_ADDR4, 8000));
+    let snat4 = answered(|| snatted.fetch_ip(OUTSIDE_ADDR4, 8000));
 
     v6guard_ok(&["apply"]);
 
-    let dnat6 = outside.fetch_ip(HOST_ADDR, 18180);
-    let hairpin6 = peer.fetch_ip(HOST_ADDR, 18180);
-    let self6 = web.fetch_ip(HOST_ADDR, 18180);
-    let host6 = host_fetch_ip(HOST_ADDR, 18180);
-    let loopback6 = host_fetch_ip("::1", 18180);
-    let masq6 = web.fetch_ip(OUTSIDE_ADDR, 8000);
-    let nomasq6 = plain.fetch_ip(OUTSIDE_ADDR, 8000);
-    let snat6 = snatted.fetch_ip(OUTSIDE_ADDR, 8000);
+    let dnat6 = answered(|| outside.fetch_ip(HOST_ADDR, 18180));
+    let hairpin6 = answered(|| peer.fetch_ip(HOST_ADDR, 18180));
+    let self6 = answered(|| web.fetch_ip(HOST_ADDR, 18180));
+    let host6 = answered(|| host_fetch_ip(HOST_ADDR, 18180));
+    let loopback6 = match proxy {
+        true => answered(|| host_fetch_ip("::1", 18180)),
+        false => host_fetch_ip("::1", 18180),
+    };
+    let masq6 = answered(|| web.fetch_ip(OUTSIDE_ADDR, 8000));
+    let nomasq6 = answered(|| plain.fetch_ip(OUTSIDE_ADDR, 8000));
+    let snat6 = answered(|| snatted.fetch_ip(OUTSIDE_ADDR, 8000));
 
     println!("userland-proxy={proxy}");
     report(
@@ -236,14 +240,14 @@ fn internal_network_is_sealed() {
         "baseline: the outside reaches an internal container over IPv6"
     );
     assert!(
-        a.fetch_ip(OUTSIDE_ADDR, 8000).is_some(),
+        eventually(READY, || a.fetch_ip(OUTSIDE_ADDR, 8000).is_some()),
         "baseline: and it reaches out"
     );
 
     v6guard_ok(&["apply"]);
 
     assert!(
-        b.connects(&a_v6, 80),
+        eventually(READY, || b.connects(&a_v6, 80)),
         "members still talk over IPv6 (NDP intact)"
     );
     assert!(!outside.connects(&a_v6, 80), "nothing gets in");
@@ -265,7 +269,7 @@ fn links_open_exposed_ports_with_icc_off() {
     let child_v4 = child.ipv4("bridge");
 
     assert!(
-        parent.connects(&child_v4, 80),
+        eventually(READY, || parent.connects(&child_v4, 80)),
         "Docker opens the link over IPv4"
     );
     assert!(!other.connects(&child_v4, 80), "ICC off over IPv4");
@@ -276,7 +280,10 @@ fn links_open_exposed_ports_with_icc_off() {
 
     v6guard_ok(&["apply"]);
 
-    assert!(parent.connects(&child_v6, 80), "the link works over IPv6");
+    assert!(
+        eventually(READY, || parent.connects(&child_v6, 80)),
+        "the link works over IPv6"
+    );
     assert!(
         !parent.connects(&child_v6, 81),
         "only the child's exposed ports"

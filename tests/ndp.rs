@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::*;
 
-const READY: Duration = Duration::from_secs(10);
+const READY: Duration = Duration::from_secs(30);
 const LAN: &str = "v6gt-ndp-lan";
 const UPLINK: &str = "v6gt-ndp-h";
 
@@ -135,14 +135,18 @@ fn the_daemon_keeps_ndp_proxy_entries_in_step_with_containers() {
     let _lan = lan();
     let net = Network::create("v6gt-ndp", "2001:db8:77:0:8000::/66", &[]);
     let policies = ndp_policies("ndp-daemon-policies");
-    let state = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("ndp-daemon.json");
+    let tmp = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let state = tmp.join("ndp-daemon.json");
+    let log_file = tmp.join("ndp-daemon.log");
+    let log = std::fs::File::create(&log_file).expect("daemon log file");
+    let daemon_log = || std::fs::read_to_string(&log_file).unwrap_or_default();
     let daemon = DaemonProcess(
         std::process::Command::new(v6guard_bin())
             .args(["daemon", "--policies-dir", &policies])
             .args(["--state-file", state.to_str().expect("utf-8")])
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("start the daemon"),
     );
@@ -151,14 +155,16 @@ fn the_daemon_keeps_ndp_proxy_entries_in_step_with_containers() {
     let web_v6 = web.ipv6(&net.name);
     assert!(
         eventually(READY, || proxy_entries().contains(&web_v6)),
-        "the daemon adds the entry for a new container: {}",
-        proxy_entries()
+        "the daemon adds the entry for a new container: {}\n{}",
+        proxy_entries(),
+        daemon_log()
     );
     drop(web);
     assert!(
         eventually(READY, || !proxy_entries().contains(&web_v6)),
-        "and removes it when the container goes: {}",
-        proxy_entries()
+        "and removes it when the container goes: {}\n{}",
+        proxy_entries(),
+        daemon_log()
     );
     drop(daemon);
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::*;
 
-const READY: Duration = Duration::from_secs(10);
+const READY: Duration = Duration::from_secs(30);
 
 /// deny closes a published port, allow_from admits only its prefixes, expose opens an
 /// unpublished port, and a container label narrows the same way; with the proxy on, docker-proxy
@@ -78,11 +78,11 @@ fn policies_shape_what_the_outside_reaches() {
         "deny closes the host port too"
     );
     assert!(
-        outside.connects(&friend_v6, 80),
+        eventually(READY, || outside.connects(&friend_v6, 80)),
         "a source inside allow_from is served"
     );
     assert_eq!(
-        outside.fetch_ip(HOST_ADDR, 18281).as_deref(),
+        answered(|| outside.fetch_ip(HOST_ADDR, 18281)).as_deref(),
         Some(OUTSIDE_ADDR),
         "and through the host address, with its own address"
     );
@@ -96,7 +96,7 @@ fn policies_shape_what_the_outside_reaches() {
         "also through the host address"
     );
     assert!(
-        outside.connects(&extra_v6, 81),
+        eventually(READY, || outside.connects(&extra_v6, 81)),
         "expose opens an unpublished port"
     );
     assert!(!outside.connects(&extra_v6, 80), "and only that port");

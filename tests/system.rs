@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::*;
 
-const READY: Duration = Duration::from_secs(10);
+const READY: Duration = Duration::from_secs(30);
 
 /// ICC: with ICC off, containers on one bridge cannot talk over IPv6 (default bridge, and a
 /// user network with a custom bridge name); a network with ICC on still talks.
@@ -104,7 +104,7 @@ fn networks_are_isolated_and_keep_outbound_ipv6() {
         "isolation: even a published container port is not reachable from another bridge"
     );
     assert!(
-        x1.connects(OUTSIDE_ADDR, 8000),
+        eventually(READY, || x1.connects(OUTSIDE_ADDR, 8000)),
         "containers keep outbound IPv6"
     );
 }
@@ -167,11 +167,11 @@ fn outside_reaches_only_published_ports() {
 
     v6guard_ok(&["apply"]);
     assert!(
-        outside.connects(&late_v6, 80),
+        eventually(READY, || outside.connects(&late_v6, 80)),
         "published once v6guard has seen it"
     );
     assert!(
-        outside.connects(&late2_v6, 80),
+        eventually(READY, || outside.connects(&late2_v6, 80)),
         "published once v6guard has seen it"
     );
 }
