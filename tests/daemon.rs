@@ -725,7 +725,8 @@ impl Drop for BurstCleanup {
 /// Docker unreachable at start (at boot dockerd starts after v6guard): the daemon installs the
 /// skeleton ruleset at once, tells systemd it is ready, and keeps trying to reach Docker. The
 /// skeleton closes a container that was open without v6guard. Restarted while Docker is still
-/// unreachable, the daemon keeps the (fuller) table it finds instead.
+/// unreachable, the daemon keeps the (fuller) table it finds instead, and puts the skeleton
+/// in its place if that table is deleted before Docker is read.
 #[test]
 fn without_docker_a_skeleton_guards_the_bridges() {
     let Some(_lock) = system_lock() else { return };
@@ -829,6 +830,25 @@ fn without_docker_a_skeleton_guards_the_bridges() {
             .is_some_and(|s| s.contains("kept")),
         "{}",
         daemon.state()
+    );
+
+    // Deleted before Docker could be read (say, a firewall reload at boot): the kept content
+    // was never planned by this daemon, so the skeleton takes its place.
+    run_ok("nft", &["delete", "table", "ip6", "v6guard"]);
+    assert!(
+        eventually(READY, || list_table(None)
+            .is_some_and(|t| t.contains("oifname \"br-*\" jump to-bridge"))),
+        "the skeleton guards the bridges again:\n{}",
+        daemon.log()
+    );
+    assert!(
+        !outside.connects(&web_v6, 80),
+        "and closes the container it does not know"
+    );
+    assert!(
+        eventually(READY, || daemon.total("drift_restores") >= 1),
+        "counted as a drift restore:\n{}",
+        daemon.log()
     );
 }
 

@@ -233,19 +233,36 @@ impl<L: LoadInputs> Daemon<L> {
             self.announce("guarding with the table left by an earlier run; waiting for Docker");
             return;
         }
+        match self.apply_skeleton("no table ip6 v6guard yet") {
+            Skeleton::Applied(rules) => {
+                self.update_status(|s| {
+                    s.at_start = Some(format!(
+                        "applied the skeleton ruleset ({rules} rules) before Docker was read"
+                    ))
+                });
+                self.announce("skeleton ruleset in place; waiting for Docker");
+            }
+            Skeleton::StandingDown => self.announce("standing down before Docker is read"),
+            Skeleton::FailClosedOff => self.announce("fail_closed off; waiting for Docker"),
+            Skeleton::Failed => {}
+        }
+    }
+
+    /// Guard every Docker bridge by name with the skeleton ruleset (before Docker is read),
+    /// unless Docker manages IPv6 itself or `fail_closed` is off. Logs what it did and `why`.
+    fn apply_skeleton(&mut self, why: &str) -> Skeleton {
         if let Some(reason) = self.stand_down_without_docker() {
-            info!("no skeleton ruleset: {reason}");
-            self.announce("standing down before Docker is read");
-            return;
+            info!("{why}; no skeleton ruleset: {reason}");
+            return Skeleton::StandingDown;
         }
         if self.inputs.options.bridge_names.is_empty()
             && self.inputs.options.bridge_prefixes.is_empty()
         {
             info!(
-                "no skeleton ruleset: fail_closed is off, so nothing is guarded until Docker is read"
+                "{why}; no skeleton ruleset: fail_closed is off, so nothing is guarded until \
+                 Docker is read"
             );
-            self.announce("fail_closed off; waiting for Docker");
-            return;
+            return Skeleton::FailClosedOff;
         }
         let skeleton = self.inputs.plan(&skeleton_snapshot());
         match self.reconciler.enforce(skeleton) {
@@ -253,25 +270,23 @@ impl<L: LoadInputs> Daemon<L> {
                 info!(
                     rules = enforced.rules,
                     ms = ms(enforced.took),
-                    "no table ip6 {TABLE_NAME} yet: applied the skeleton ruleset (Docker's \
-                     bridges closed by name, except replies, neighbour discovery and echo) until \
-                     Docker is read"
+                    "{why}: applied the skeleton ruleset (Docker's bridges closed by name, except \
+                     replies, neighbour discovery and echo) until Docker is read"
                 );
                 self.update_status(|s| {
-                    s.at_start = Some(format!(
-                        "applied the skeleton ruleset ({} rules) before Docker was read",
-                        enforced.rules
-                    ));
                     s.totals.transactions += 1;
                     s.totals.full_transactions += 1;
                 });
-                self.announce("skeleton ruleset in place; waiting for Docker");
+                Skeleton::Applied(enforced.rules)
             }
-            Err(error) => error!(
-                %error,
-                "cannot apply the skeleton ruleset; nothing guards Docker's bridges until Docker \
-                 is read and its ruleset applied"
-            ),
+            Err(error) => {
+                error!(
+                    %error,
+                    "{why}; cannot apply the skeleton ruleset: nothing guards Docker's bridges \
+                     until Docker is read and its ruleset applied"
+                );
+                Skeleton::Failed
+            }
         }
     }
 
@@ -724,7 +739,15 @@ impl<L: LoadInputs> Daemon<L> {
                 }
                 self.update_status(|s| s.totals.drift_restores += 1);
             }
-            Ok(false) => warn!("{what}; nothing applied yet, nothing to restore"),
+            // Nothing applied yet: the table kept from an earlier run was changed before Docker
+            // could be read. Its content is no longer known, so guard with the skeleton.
+            Ok(false) => {
+                let why = format!("DRIFT: {what}, before Docker was read");
+                if let Skeleton::Applied(_) = self.apply_skeleton(&why) {
+                    self.restore_started = Some(started);
+                    self.update_status(|s| s.totals.drift_restores += 1);
+                }
+            }
             Err(error) => error!(%error, "DRIFT: {what}. Restoring FAILED"),
         }
     }
@@ -981,6 +1004,18 @@ impl Watchdog {
             self.last = Instant::now();
         }
     }
+}
+
+/// What [`Daemon::apply_skeleton`] did.
+enum Skeleton {
+    /// Installed, with this many rules.
+    Applied(usize),
+    /// Docker manages IPv6 itself (known without Docker): nothing installed.
+    StandingDown,
+    /// `fail_closed` is off: nothing installed.
+    FailClosedOff,
+    /// The kernel refused it (logged).
+    Failed,
 }
 
 /// What the skeleton ruleset is planned from: a host with no networks and no containers, and
