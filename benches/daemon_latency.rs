@@ -48,7 +48,7 @@ fn main() {
     let inputs = PlanInputs::default();
     let mut snapshot = base_snapshot();
     snapshot.containers = (0..RUNNING).map(container).collect();
-    let mut reconciler = Reconciler::new(Netlink);
+    let mut reconciler = Reconciler::new(Netlink::default());
     let first = reconciler
         .enforce(inputs.plan(&snapshot))
         .expect("first apply in the private namespace");

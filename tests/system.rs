@@ -473,3 +473,74 @@ fn cleanup_removes_only_v6guard_tables() {
     tables.sort();
     assert_eq!(tables, vec!["table ip v6guard", "table ip6 other"]);
 }
+
+/// The daemon's kept netlink socket: element updates and a removal go through one socket; a
+/// batch the kernel refuses (a set emptied by hand, so the removal's elements are missing)
+/// falls back to replacing the table, on a fresh socket, and the kernel ends up holding
+/// exactly the plan. Runs in a private network namespace of its own thread.
+#[test]
+fn the_kept_netlink_socket_recovers_from_a_refused_batch() {
+    use v6guard::daemon::inputs::PlanInputs;
+    use v6guard::daemon::reconcile::{Kernel, Netlink, Reconciler, Transaction};
+    use v6guard::snapshot::Snapshot;
+
+    let Some(_lock) = system_lock() else { return };
+    let fixture = format!(
+        "{}/tests/fixtures/lab-snapshot.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let with_web: Snapshot =
+        serde_json::from_str(&std::fs::read_to_string(fixture).expect("fixture")).expect("JSON");
+    let mut without_web = with_web.clone();
+    without_web.containers.retain(|c| c.ports.is_empty());
+    assert!(without_web.containers.len() < with_web.containers.len());
+    let inputs = PlanInputs::default();
+
+    std::thread::spawn(move || {
+        // SAFETY: unshare(CLONE_NEWNET) moves only this thread into a new network namespace,
+        // which goes away with it.
+        assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0, "unshare");
+        let mut reconciler = Reconciler::new(Netlink::default());
+        let first = reconciler.enforce(inputs.plan(&with_web)).expect("apply");
+        assert_eq!(first.transaction, Transaction::Full);
+        let removed = reconciler
+            .enforce(inputs.plan(&without_web))
+            .expect("remove");
+        assert!(
+            matches!(removed.transaction, Transaction::Elements { removed, .. } if removed > 0),
+            "{removed:?}"
+        );
+        let added = reconciler
+            .enforce(inputs.plan(&with_web))
+            .expect("add back");
+        assert!(
+            matches!(added.transaction, Transaction::Elements { added, .. } if added > 0),
+            "{added:?}"
+        );
+
+        run_ok("nft", &["flush", "set", "ip6", "v6guard", "published"]);
+        let fallback = reconciler
+            .enforce(inputs.plan(&without_web))
+            .expect("fallback");
+        assert_eq!(
+            fallback.transaction,
+            Transaction::Full,
+            "refused, then replaced"
+        );
+        let mut kernel = Netlink::default();
+        assert_eq!(
+            kernel.verify(&inputs.plan(&without_web)).expect("verify"),
+            Vec::<String>::new(),
+            "the kernel holds exactly the plan"
+        );
+        let again = reconciler
+            .enforce(inputs.plan(&with_web))
+            .expect("after fallback");
+        assert!(
+            matches!(again.transaction, Transaction::Elements { .. }),
+            "element updates work again: {again:?}"
+        );
+    })
+    .join()
+    .expect("netlink thread");
+}

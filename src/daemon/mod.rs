@@ -188,7 +188,7 @@ impl<L: LoadInputs> Daemon<L> {
             inputs,
             connection: None,
             snapshot: None,
-            reconciler: Reconciler::new(Netlink),
+            reconciler: Reconciler::new(Netlink::default()),
             pending: Pending::default(),
             pacer: Pacer::default(),
             reconnect_at: Some(Instant::now()),

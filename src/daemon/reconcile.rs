@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 
 use tracing::warn;
 
+use nftnl::FinalizedBatch;
+
 use crate::nft::incremental::{self, Delta, SetDelta};
+use crate::nft::netlink::Session;
 use crate::nft::{self, NftError};
 use crate::ruleset::Ruleset;
 use crate::snapshot::{Container, Snapshot};
@@ -24,17 +27,35 @@ pub trait Kernel {
     fn verify(&mut self, ruleset: &Ruleset) -> Result<Vec<String>, NftError>;
 }
 
-/// nf_tables over netlink, in the current network namespace.
+/// nf_tables over netlink, in the current network namespace (the one the first transaction
+/// runs in). Transactions share one kept socket (see [`Session`] for why).
 #[derive(Debug, Default)]
-pub struct Netlink;
+pub struct Netlink {
+    session: Option<Session>,
+}
+
+impl Netlink {
+    fn send(&mut self, batch: &FinalizedBatch) -> Result<(), NftError> {
+        let session = match &mut self.session {
+            Some(session) => session,
+            None => self.session.insert(Session::open()?),
+        };
+        let sent = session.send(batch);
+        if sent.is_err() {
+            // A failed batch can leave acknowledgements queued; start the next one afresh.
+            self.session = None;
+        }
+        sent
+    }
+}
 
 impl Kernel for Netlink {
     fn replace(&mut self, ruleset: &Ruleset) -> Result<(), NftError> {
-        nft::apply(ruleset)
+        self.send(&nft::netlink::build_batch(ruleset)?)
     }
 
     fn update(&mut self, table: &str, deltas: &[SetDelta]) -> Result<(), NftError> {
-        incremental::apply_elements(table, deltas)
+        self.send(&incremental::element_batch(table, deltas)?)
     }
 
     fn verify(&mut self, ruleset: &Ruleset) -> Result<Vec<String>, NftError> {

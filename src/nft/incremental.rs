@@ -11,7 +11,7 @@
 use std::ffi::CString;
 
 use nftnl::set::Set;
-use nftnl::{Batch, MsgType, ProtoFamily, Table};
+use nftnl::{Batch, FinalizedBatch, MsgType, ProtoFamily, Table};
 
 use super::read::Elements;
 use super::{ConcatKey, NftError, c_string};
@@ -92,9 +92,9 @@ pub(super) fn missing_from(from: &Elements, other: &Elements) -> Vec<Element> {
         .collect()
 }
 
-/// Remove then add the delta's elements in one transaction. Fails (changing nothing) when the
-/// kernel's sets are not what the delta assumes.
-pub fn apply_elements(table: &str, deltas: &[SetDelta]) -> Result<(), NftError> {
+/// The transaction that removes then adds the delta's elements. The kernel refuses it
+/// (changing nothing) when its sets are not what the delta assumes.
+pub fn element_batch(table: &str, deltas: &[SetDelta]) -> Result<FinalizedBatch, NftError> {
     let table_name = c_string(table)?;
     let table = Table::new(&table_name, ProtoFamily::Ipv6);
     let mut batch = Batch::new();
@@ -123,7 +123,7 @@ pub fn apply_elements(table: &str, deltas: &[SetDelta]) -> Result<(), NftError> 
         batch.add_iter(removed.elems_iter(), MsgType::Del);
         batch.add_iter(added.elems_iter(), MsgType::Add);
     }
-    super::netlink::send_batch(&batch.finalize())
+    Ok(batch.finalize())
 }
 
 /// A set object naming `ip6 TABLE NAME` that holds the given elements, encoded exactly as a

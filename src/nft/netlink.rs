@@ -160,33 +160,80 @@ fn hook_parts(hook: Hook) -> (nftnl::Hook, nftnl::ChainType, i32) {
     }
 }
 
-/// Send a finalized batch and wait for the kernel's verdict on every message.
+/// Send a finalized batch on a socket of its own and wait for the kernel's verdict on every
+/// message (`apply`, `cleanup`: one transaction, then the process ends).
 pub fn send_batch(batch: &FinalizedBatch) -> Result<(), NftError> {
-    // The kernel only accepts a batch that arrives in one message, begin to end: nftnl
-    // splits large batches into pages, so join them and send once (as `nft` does).
-    let bytes: Vec<u8> = batch.iter().flatten().copied().collect();
-    let socket = mnl::Socket::new(mnl::Bus::Netfilter).map_err(NftError::Socket)?;
-    cap_acks(&socket).map_err(NftError::Socket)?;
-    grow_send_buffer(&socket, bytes.len()).map_err(NftError::Socket)?;
-    let portid = socket.portid();
-    let sent = socket.send(&bytes).map_err(NftError::Send)?;
-    if sent < bytes.len() {
-        return Err(NftError::Send(std::io::Error::other(
-            "netlink sent a partial batch",
-        )));
+    Session::open()?.send(batch)
+}
+
+/// A netfilter netlink socket kept open for many transactions (the daemon's).
+///
+/// Why keep it: after a transaction that deleted anything (set elements, a replaced table),
+/// the kernel frees the old objects in the background once an RCU grace period has passed,
+/// 10-20 ms on the project's machine. Closing a netfilter socket waits for that work, so a
+/// socket per transaction makes every removal look 10-20 ms slow although the kernel acked the
+/// new rules in well under a millisecond. A kept socket never waits for it.
+pub struct Session {
+    socket: mnl::Socket,
+    /// The send buffer size last asked for (grown to fit the largest batch so far).
+    send_buffer: usize,
+    /// Holds acknowledgements, reused between transactions.
+    buffer: Vec<u8>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("portid", &self.socket.portid())
+            .field("send_buffer", &self.send_buffer)
+            .finish()
+    }
+}
+
+impl Session {
+    /// Open a socket in the current network namespace.
+    pub fn open() -> Result<Session, NftError> {
+        let socket = mnl::Socket::new(mnl::Bus::Netfilter).map_err(NftError::Socket)?;
+        cap_acks(&socket).map_err(NftError::Socket)?;
+        Ok(Session {
+            socket,
+            send_buffer: 0,
+            buffer: vec![0u8; nftnl::nft_nlmsg_maxsize() as usize],
+        })
     }
 
-    let mut buffer = vec![0u8; nftnl::nft_nlmsg_maxsize() as usize];
-    let mut expected = batch.sequence_numbers();
-    while !expected.is_empty() {
-        let messages = socket.recv(&mut buffer).map_err(NftError::Receive)?;
-        for message in messages {
-            let message = message.map_err(NftError::Receive)?;
-            let seq = expected.next().unwrap_or(0);
-            mnl::cb_run(message, seq, portid).map_err(NftError::Rejected)?;
+    /// Send a finalized batch and wait for the kernel's verdict on every message. After an
+    /// error, acknowledgements of the failed batch may still be queued: drop the session.
+    pub fn send(&mut self, batch: &FinalizedBatch) -> Result<(), NftError> {
+        // The kernel only accepts a batch that arrives in one message, begin to end: nftnl
+        // splits large batches into pages, so join them and send once (as `nft` does).
+        let bytes: Vec<u8> = batch.iter().flatten().copied().collect();
+        if bytes.len() > self.send_buffer {
+            grow_send_buffer(&self.socket, bytes.len()).map_err(NftError::Socket)?;
+            self.send_buffer = bytes.len();
         }
+        let portid = self.socket.portid();
+        let sent = self.socket.send(&bytes).map_err(NftError::Send)?;
+        if sent < bytes.len() {
+            return Err(NftError::Send(std::io::Error::other(
+                "netlink sent a partial batch",
+            )));
+        }
+
+        let mut expected = batch.sequence_numbers();
+        while !expected.is_empty() {
+            let messages = self
+                .socket
+                .recv(&mut self.buffer)
+                .map_err(NftError::Receive)?;
+            for message in messages {
+                let message = message.map_err(NftError::Receive)?;
+                let seq = expected.next().unwrap_or(0);
+                mnl::cb_run(message, seq, portid).map_err(NftError::Rejected)?;
+            }
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Ask the kernel not to echo each request inside its acknowledgement. Without this, a
