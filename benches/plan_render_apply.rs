@@ -29,7 +29,7 @@ use criterion::{BatchSize, Criterion, SamplingMode, Throughput};
 use serde_json::{Value, json};
 
 use v6guard::nft;
-use v6guard::nft::netlink::{build_batch, send_batch};
+use v6guard::nft::netlink::{Session, build_batch, send_batch};
 use v6guard::nft::render::render_script;
 use v6guard::plan::{PlanInputs, plan};
 use v6guard::ruleset::Ruleset;
@@ -137,10 +137,25 @@ fn bench_apply(c: &mut Criterion, snapshot: &Snapshot) {
     group.sampling_mode(SamplingMode::Flat);
     group.sample_size(20);
     group.throughput(Throughput::Elements(ruleset.element_count() as u64));
-    // The kernel's side alone: a prebuilt batch replacing the table that is already there.
+    // The kernel's side alone: a prebuilt batch replacing the table that is already there,
+    // on a socket of its own (as the CLI: closing it waits for the kernel to free the old
+    // table, an RCU grace period)...
     group.bench_function("send_batch", |b| {
         b.iter(|| send_batch(black_box(&batch)).expect("send_batch"))
     });
+    // ... and on a kept socket (as the daemon): timed to the kernel's acknowledgement, when it
+    // holds the new rules; the old table is freed in the background.
+    let mut session = Session::open().expect("netlink socket");
+    group.bench_function("send_batch_kept_socket", |b| {
+        b.iter(|| session.send(black_box(&batch)).expect("send"))
+    });
+    group.bench_function("apply_kept_socket", |b| {
+        b.iter(|| {
+            let batch = build_batch(black_box(&ruleset)).expect("build_batch");
+            session.send(&batch).expect("send")
+        })
+    });
+    drop(session);
     // `nft::apply`: build_batch + send_batch, replacing the installed table (steady state:
     // every Docker event re-applies the whole ruleset over the previous one).
     group.bench_function("apply", |b| {
