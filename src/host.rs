@@ -55,3 +55,45 @@ pub fn enable_bridge_nf_ip6tables() -> io::Result<()> {
     info!("enabled net.bridge.bridge-nf-call-ip6tables so ICC can be enforced on bridged IPv6");
     Ok(())
 }
+
+/// The version of the dockerd that runs or will run here, from `dockerd --version`, before
+/// Docker's API can be asked (at boot v6guard starts first). The running dockerd's own binary
+/// when there is one, else `dockerd` on PATH. `None` when neither answers.
+pub fn installed_dockerd_version() -> Option<String> {
+    let program = crate::settings::find_dockerd()
+        .and_then(|d| fs::read_link(format!("/proc/{}/exe", d.pid)).ok())
+        .unwrap_or_else(|| "dockerd".into());
+    let out = Command::new(program).arg("--version").output().ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    parse_dockerd_version(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// `Docker version 20.10.24+dfsg1, build 297e128` -> `20.10.24+dfsg1`.
+fn parse_dockerd_version(text: &str) -> Option<String> {
+    let rest = text.trim().strip_prefix("Docker version ")?;
+    let version = rest.split([',', ' ']).next()?;
+    version
+        .starts_with(|c: char| c.is_ascii_digit())
+        .then(|| version.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dockerd_version_lines() {
+        assert_eq!(
+            parse_dockerd_version("Docker version 20.10.24+dfsg1, build 297e128\n").as_deref(),
+            Some("20.10.24+dfsg1")
+        );
+        assert_eq!(
+            parse_dockerd_version("Docker version 28.5.1, build f8215cc").as_deref(),
+            Some("28.5.1")
+        );
+        assert_eq!(parse_dockerd_version("dockerd: command not found"), None);
+        assert_eq!(parse_dockerd_version("Docker version dev, build x"), None);
+    }
+}

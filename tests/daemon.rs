@@ -852,6 +852,62 @@ fn without_docker_a_skeleton_guards_the_bridges() {
     );
 }
 
+/// At boot, before Docker can be asked: the dockerd installed is 27 or newer (here a stand-in
+/// `dockerd` first on PATH that answers `--version` as Docker 28 does) and `ip6tables` is not
+/// set, so Docker will firewall IPv6 itself. The daemon installs no skeleton (it would block
+/// Docker's own published IPv6 ports until the first read) and says why.
+#[test]
+fn an_installed_docker_27_means_no_skeleton() {
+    let Some(_lock) = system_lock() else { return };
+    let _table = TableGuard::clean();
+    let _back = DockerdBack;
+    // A running dockerd is asked first (its own binary); stop the lab's 20.10.
+    lib_sh("v6g_stop_dockerd");
+    let bin = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("fake-dockerd-28");
+    std::fs::create_dir_all(&bin).expect("bin dir");
+    let fake = bin.join("dockerd");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\necho 'Docker version 28.0.0, build v6gtest'\n",
+    )
+    .expect("fake dockerd");
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let (good, _) = lab_daemon_json_with("ip6tables");
+    let mut unset: serde_json::Value = serde_json::from_str(&good).expect("lab daemon.json");
+    unset.as_object_mut().expect("object").remove("ip6tables");
+    let json = temp_file("docker28-daemon.json", &unset.to_string());
+    let json_arg = json.display().to_string();
+
+    let notify = NotifySocket::bind("docker28");
+    let (key, value) = notify.env();
+    let daemon = Daemon::spawn(
+        "docker28",
+        &["--docker-host", NO_DOCKER, "--daemon-json", &json_arg],
+        &[(key, value.as_str()), ("PATH", path.as_str())],
+    );
+    let (message, _) = notify
+        .wait_for("READY=1", Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("no READY=1:\n{}", daemon.log()));
+    assert!(
+        message.contains("standing down before Docker is read"),
+        "{message:?}\n{}",
+        daemon.log()
+    );
+    sleep(Duration::from_millis(500));
+    assert!(list_table(None).is_none(), "no skeleton:\n{}", daemon.log());
+    assert!(
+        daemon.log().contains("dockerd 28.0.0"),
+        "the reason names the version:\n{}",
+        daemon.log()
+    );
+}
+
 /// Docker starts managing IPv6 itself (here: daemon.json switched to `"ip6tables": true`,
 /// then SIGHUP): the daemon stands down and removes its table, which would otherwise fight
 /// Docker's own rules with a frozen published set; the periodic verify does not bring it

@@ -290,9 +290,9 @@ impl<L: LoadInputs> Daemon<L> {
         }
     }
 
-    /// The stand-down reasons that can be known without Docker: `ip6tables` set in daemon.json or
-    /// on dockerd's command line, or Docker's own `ip6 docker-bridges` table. (The engine
-    /// version needs Docker.) Unless `--force`.
+    /// The stand-down reasons that can be known without Docker's API: `ip6tables` set in
+    /// daemon.json or on dockerd's command line, Docker's own `ip6 docker-bridges` table, or
+    /// an installed dockerd 27+ (`dockerd --version`) with `ip6tables` unset. Unless `--force`.
     fn stand_down_without_docker(&self) -> Option<String> {
         if self.options.force {
             return None;
@@ -305,9 +305,23 @@ impl<L: LoadInputs> Daemon<L> {
                 settings.ip6tables.source
             ));
         }
-        crate::host::docker_nft_ip6_table().ok()?.then(|| {
-            "Docker's nftables backend manages IPv6 (table ip6 docker-bridges)".to_string()
-        })
+        if crate::host::docker_nft_ip6_table().unwrap_or(false) {
+            return Some(
+                "Docker's nftables backend manages IPv6 (table ip6 docker-bridges)".to_string(),
+            );
+        }
+        if settings.ip6tables.value.is_some() {
+            return None;
+        }
+        let version = crate::host::installed_dockerd_version()?;
+        crate::snapshot::major_version(&version)
+            .is_some_and(|major| major >= 27)
+            .then(|| {
+                format!(
+                    "dockerd {version} (`dockerd --version`) firewalls IPv6 itself: ip6tables \
+                     defaults to true from Docker 27 and is not set"
+                )
+            })
     }
 
     async fn run(&mut self, mut hangup: Hangup, mut stops: Stops) -> Stop {
