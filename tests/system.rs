@@ -474,6 +474,77 @@ fn cleanup_removes_only_v6guard_tables() {
     assert_eq!(tables, vec!["table ip v6guard", "table ip6 other"]);
 }
 
+/// The lab fixture snapshot (tests/fixtures/lab-snapshot.json).
+fn lab_fixture() -> v6guard::snapshot::Snapshot {
+    let fixture = format!(
+        "{}/tests/fixtures/lab-snapshot.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    serde_json::from_str(&std::fs::read_to_string(fixture).expect("fixture")).expect("JSON")
+}
+
+/// Run `work` on a thread of its own in a fresh private network namespace (gone with the
+/// thread), so nftables changes there never touch the host's ruleset. `nft` run from that
+/// thread inherits the namespace.
+fn in_private_netns(work: impl FnOnce() + Send + 'static) {
+    std::thread::spawn(move || {
+        // SAFETY: unshare(CLONE_NEWNET) moves only this thread into a new network namespace.
+        assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0, "unshare");
+        work()
+    })
+    .join()
+    .expect("private-namespace thread");
+}
+
+/// Many networks mean many rules, and the kernel acknowledges every message of a batch at
+/// once: 1,000 networks (3,000 rules) apply through the CLI's socket and the daemon's kept
+/// one, and the kernel holds them (acknowledgements that overflow the receive buffer would
+/// report a failure for a committed transaction).
+#[test]
+fn a_ruleset_of_thousands_of_rules_applies() {
+    use v6guard::daemon::inputs::PlanInputs;
+    use v6guard::daemon::reconcile::{Kernel, Netlink};
+
+    let Some(_lock) = system_lock() else { return };
+    let mut snapshot = lab_fixture();
+    let template = snapshot
+        .networks
+        .iter()
+        .find(|n| n.name == "v6g-demo")
+        .expect("v6g-demo in the fixture")
+        .clone();
+    for i in 0..1000u32 {
+        let mut network = template.clone();
+        network.name = format!("v6gt-many{i:04}");
+        network.id = format!("{i:012x}{}", "a".repeat(52));
+        network.bridge = format!("br-{i:012x}");
+        network.ipv6_subnets = vec![format!("fd76:6700:1:{i:x}::/64").parse().expect("prefix")];
+        network.icc = i % 2 == 0;
+        snapshot.networks.push(network);
+    }
+    let ruleset = PlanInputs::default().plan(&snapshot);
+    assert!(ruleset.rule_count() > 3000, "{}", ruleset.rule_count());
+
+    in_private_netns(move || {
+        v6guard::nft::apply(&ruleset).expect("apply on a socket of its own");
+        let mut kernel = Netlink::default();
+        assert_eq!(
+            kernel.verify(&ruleset).expect("verify"),
+            Vec::<String>::new()
+        );
+        kernel
+            .replace(&ruleset)
+            .expect("replace on the kept socket");
+        kernel
+            .replace(&ruleset)
+            .expect("and again on the same socket");
+        assert_eq!(
+            kernel.verify(&ruleset).expect("verify"),
+            Vec::<String>::new()
+        );
+    });
+}
+
 /// The daemon's kept netlink socket: element updates and a removal go through one socket; a
 /// batch the kernel refuses (a set emptied by hand, so the removal's elements are missing)
 /// falls back to replacing the table, on a fresh socket, and the kernel ends up holding
@@ -482,24 +553,15 @@ fn cleanup_removes_only_v6guard_tables() {
 fn the_kept_netlink_socket_recovers_from_a_refused_batch() {
     use v6guard::daemon::inputs::PlanInputs;
     use v6guard::daemon::reconcile::{Kernel, Netlink, Reconciler, Transaction};
-    use v6guard::snapshot::Snapshot;
 
     let Some(_lock) = system_lock() else { return };
-    let fixture = format!(
-        "{}/tests/fixtures/lab-snapshot.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let with_web: Snapshot =
-        serde_json::from_str(&std::fs::read_to_string(fixture).expect("fixture")).expect("JSON");
+    let with_web = lab_fixture();
     let mut without_web = with_web.clone();
     without_web.containers.retain(|c| c.ports.is_empty());
     assert!(without_web.containers.len() < with_web.containers.len());
     let inputs = PlanInputs::default();
 
-    std::thread::spawn(move || {
-        // SAFETY: unshare(CLONE_NEWNET) moves only this thread into a new network namespace,
-        // which goes away with it.
-        assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0, "unshare");
+    in_private_netns(move || {
         let mut reconciler = Reconciler::new(Netlink::default());
         let first = reconciler.enforce(inputs.plan(&with_web)).expect("apply");
         assert_eq!(first.transaction, Transaction::Full);
@@ -540,7 +602,5 @@ fn the_kept_netlink_socket_recovers_from_a_refused_batch() {
             matches!(again.transaction, Transaction::Elements { .. }),
             "element updates work again: {again:?}"
         );
-    })
-    .join()
-    .expect("netlink thread");
+    });
 }

@@ -175,8 +175,10 @@ pub fn send_batch(batch: &FinalizedBatch) -> Result<(), NftError> {
 /// new rules in well under a millisecond. A kept socket never waits for it.
 pub struct Session {
     socket: mnl::Socket,
-    /// The send buffer size last asked for (grown to fit the largest batch so far).
-    send_buffer: usize,
+    /// The largest batch sent so far, in bytes: the send buffer fits it.
+    largest_batch: usize,
+    /// The most messages in one batch so far: the receive buffer holds their acks.
+    most_messages: usize,
     /// Holds acknowledgements, reused between transactions.
     buffer: Vec<u8>,
 }
@@ -185,7 +187,8 @@ impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Session")
             .field("portid", &self.socket.portid())
-            .field("send_buffer", &self.send_buffer)
+            .field("largest_batch", &self.largest_batch)
+            .field("most_messages", &self.most_messages)
             .finish()
     }
 }
@@ -197,7 +200,8 @@ impl Session {
         cap_acks(&socket).map_err(NftError::Socket)?;
         Ok(Session {
             socket,
-            send_buffer: 0,
+            largest_batch: 0,
+            most_messages: 0,
             buffer: vec![0u8; nftnl::nft_nlmsg_maxsize() as usize],
         })
     }
@@ -208,9 +212,26 @@ impl Session {
         // The kernel only accepts a batch that arrives in one message, begin to end: nftnl
         // splits large batches into pages, so join them and send once (as `nft` does).
         let bytes: Vec<u8> = batch.iter().flatten().copied().collect();
-        if bytes.len() > self.send_buffer {
-            grow_send_buffer(&self.socket, bytes.len()).map_err(NftError::Socket)?;
-            self.send_buffer = bytes.len();
+        if bytes.len() > self.largest_batch {
+            grow_buffer(
+                &self.socket,
+                libc::SO_SNDBUFFORCE,
+                bytes.len().saturating_mul(2),
+            )
+            .map_err(NftError::Socket)?;
+            self.largest_batch = bytes.len();
+        }
+        let messages = batch.sequence_numbers().len();
+        if messages > self.most_messages {
+            grow_buffer(
+                &self.socket,
+                libc::SO_RCVBUFFORCE,
+                messages
+                    .saturating_mul(ACK_BUFFER_SHARE)
+                    .max(DEFAULT_RCVBUF),
+            )
+            .map_err(NftError::Socket)?;
+            self.most_messages = messages;
         }
         let portid = self.socket.portid();
         let sent = self.socket.send(&bytes).map_err(NftError::Send)?;
@@ -256,17 +277,26 @@ fn cap_acks(socket: &mnl::Socket) -> std::io::Result<()> {
     Ok(())
 }
 
-/// A netlink message larger than the socket's send buffer is refused (EMSGSIZE); the default
-/// (about 208 KiB) holds roughly 5,000 set elements. Grow it to fit the batch, as `nft` does.
-fn grow_send_buffer(socket: &mnl::Socket, batch_len: usize) -> std::io::Result<()> {
-    let wanted = libc::c_int::try_from(batch_len.saturating_mul(2)).unwrap_or(libc::c_int::MAX);
+/// The kernel answers every message of a batch at once, after the commit, and each
+/// acknowledgement occupies about 770 bytes of the receive buffer (measured: the default
+/// 208 KiB overflowed at ~280 of them, a ruleset of ~300 networks). Room for 2 KiB each.
+const ACK_BUFFER_SHARE: usize = 2048;
+/// Linux's default socket buffer (`net.core.rmem_default`); never asked to shrink below it.
+const DEFAULT_RCVBUF: usize = 212_992;
+
+/// Grow a socket buffer (`SO_SNDBUFFORCE` or `SO_RCVBUFFORCE`, which need CAP_NET_ADMIN, as
+/// `nft` does) to `bytes`. A netlink message larger than the send buffer is refused
+/// (EMSGSIZE; the default holds roughly 5,000 set elements), and acknowledgements that
+/// overflow the receive buffer are lost (ENOBUFS) although the transaction was committed.
+fn grow_buffer(socket: &mnl::Socket, option: libc::c_int, bytes: usize) -> std::io::Result<()> {
+    let wanted = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
     // SAFETY: the fd belongs to the open socket; the option value outlives the call.
     let result = unsafe {
         let fd = mnl::mnl_sys::mnl_socket_get_fd(socket.as_raw_socket());
         libc::setsockopt(
             fd,
             libc::SOL_SOCKET,
-            libc::SO_SNDBUFFORCE,
+            option,
             &wanted as *const libc::c_int as *const libc::c_void,
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
