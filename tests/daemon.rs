@@ -698,7 +698,7 @@ fn a_burst_of_50_starts_is_coalesced() {
     sleep(Duration::from_secs(3));
     let transactions = daemon.total("transactions") - before;
     // The pacer's own bound, with slack for dockerd pausing more than a pacing window between
-    // starts (which restarts the ramp); and never more than half the starts.
+    // starts (which restarts the ramp); and always fewer than one per start.
     let bound = burst_bound(burst) + 6;
     println!(
         "50 containers: docker runs took {:.1} s, converged after {:.1} s in {transactions} \

@@ -238,7 +238,9 @@ impl<L: LoadInputs> Daemon<L> {
                 self.update_status(|s| {
                     s.at_start = Some(format!(
                         "applied the skeleton ruleset ({rules} rules) before Docker was read"
-                    ))
+                    ));
+                    s.totals.transactions += 1;
+                    s.totals.full_transactions += 1;
                 });
                 self.announce("skeleton ruleset in place; waiting for Docker");
             }
@@ -273,10 +275,6 @@ impl<L: LoadInputs> Daemon<L> {
                     "{why}: applied the skeleton ruleset (Docker's bridges closed by name, except \
                      replies, neighbour discovery and echo) until Docker is read"
                 );
-                self.update_status(|s| {
-                    s.totals.transactions += 1;
-                    s.totals.full_transactions += 1;
-                });
                 Skeleton::Applied(enforced.rules)
             }
             Err(error) => {
@@ -753,16 +751,35 @@ impl<L: LoadInputs> Daemon<L> {
                 }
                 self.update_status(|s| s.totals.drift_restores += 1);
             }
-            // Nothing applied yet: the table kept from an earlier run was changed before Docker
-            // could be read. Its content is no longer known, so guard with the skeleton.
+            // Nothing applied yet: a table kept from an earlier run was changed before this
+            // daemon applied anything. Counted against the restore limit whatever follows, so
+            // a fight over it is not answered at full speed either.
             Ok(false) => {
-                let why = format!("DRIFT: {what}, before Docker was read");
-                if let Skeleton::Applied(_) = self.apply_skeleton(&why) {
-                    self.restore_started = Some(started);
-                    self.update_status(|s| s.totals.drift_restores += 1);
-                }
+                self.restores.restored(now);
+                self.replace_unknown_table(what, started);
             }
             Err(error) => error!(%error, "DRIFT: {what}. Restoring FAILED"),
+        }
+    }
+
+    /// The table changed before this daemon applied anything, so there is nothing of its own
+    /// to put back. With Docker read already (its first apply failed), apply the real plan at
+    /// once; before that, guard the bridges with the skeleton.
+    fn replace_unknown_table(&mut self, what: &str, started: Instant) {
+        if self.snapshot.is_some() {
+            error!("DRIFT: {what}. Nothing applied yet; applying the plan from Docker's state");
+            self.pending.full(
+                TriggerKind::Resync,
+                "drift before the first apply",
+                Instant::now(),
+            );
+            return;
+        }
+        error!("DRIFT: {what}. Nothing applied yet and Docker not read: installing the skeleton");
+        if let Skeleton::Applied(_) = self.apply_skeleton("drift before Docker was read") {
+            self.restore_started = Some(started);
+            self.update_status(|s| s.totals.drift_restores += 1);
+            self.announce("skeleton ruleset in place; waiting for Docker");
         }
     }
 
