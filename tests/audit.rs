@@ -101,4 +101,46 @@ fn audit_matches_what_the_outside_can_reach() {
             "listed closed: [{address}]:{port}"
         );
     }
+
+    // A rule edited by hand in place: same count, same comment, same table comment, but the
+    // final drop now accepts. The audit says the kernel no longer holds the plan.
+    v6guard_ok(&["apply"]);
+    let listing = run_ok(
+        "nft",
+        &["-a", "list", "chain", "ip6", "v6guard", "to-bridge"],
+    );
+    let handle = listing
+        .lines()
+        .find(|l| l.contains("comment \"not published\""))
+        .and_then(|l| l.rsplit("# handle ").next())
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|| panic!("the final drop in\n{listing}"));
+    run_ok(
+        "nft",
+        &[
+            "replace",
+            "rule",
+            "ip6",
+            "v6guard",
+            "to-bridge",
+            "handle",
+            &handle,
+            "counter",
+            "accept",
+            "comment",
+            "\"not published\"",
+        ],
+    );
+    let (address, port) = (&open_v6, 81);
+    assert!(
+        eventually(READY, || outside.connects(address, port)),
+        "the edit really opens [{address}]:{port}"
+    );
+    let edited = v6guard(&["audit"]);
+    let text = String::from_utf8_lossy(&edited.stdout);
+    assert_eq!(edited.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("chain to-bridge") && text.contains("1 of them changed by hand"),
+        "{text}"
+    );
 }

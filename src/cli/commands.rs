@@ -51,7 +51,7 @@ pub async fn audit(read: &ReadArgs, json: bool) -> Result<ExitCode, String> {
     } else if read.snapshot.is_some() {
         Enforcement::Unchecked
     } else {
-        match nft::read::verify(&plan::plan(&snapshot, &inputs)) {
+        match nft::read::verify(&plan::plan(&snapshot, &inputs), nft::read::RuleCheck::Exact) {
             Ok(problems) if problems.is_empty() => Enforcement::Enforced,
             Ok(problems) => Enforcement::NotEnforced(problems),
             Err(error) => Enforcement::NotEnforced(vec![format!(

@@ -1,11 +1,12 @@
 //! nftables: the two backends of one Ruleset (text for the dry run, netlink for apply) and
-//! the few read-only kernel queries v6guard needs (which tables exist).
+//! the few read-only kernel queries v6guard needs (which tables exist, what a table holds).
 
 pub mod incremental;
 mod layout;
 pub mod netlink;
 pub mod read;
 pub mod render;
+pub mod rules;
 
 pub use read::{TableId, list_tables};
 

@@ -6,9 +6,11 @@ use std::ffi::CStr;
 use std::io;
 
 use nftnl::nftnl_sys as sys;
+use tracing::warn;
 
 use super::incremental::missing_from;
 use super::layout::decode_fields;
+use super::rules::{self, ChainRules};
 use super::{NftError, c_string};
 use crate::ruleset::{Field, NamedSet, Ruleset};
 
@@ -100,17 +102,27 @@ unsafe fn table_comment(table: *mut sys::nftnl_table) -> Option<String> {
     None
 }
 
+/// How [`verify`] compares rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleCheck {
+    /// Count them. The daemon's choice: its change monitor sees every edit as it happens, and
+    /// its service has no CAP_SYS_ADMIN for the reference namespace.
+    Count,
+    /// Byte for byte against the kernel's own form of the plan ([`rules::reference`]); counts
+    /// only, with a warning, when that cannot be built.
+    Exact,
+}
+
 /// The differences between what the kernel holds in v6guard's table and `expected`: missing
-/// table, rules from another plan (the table's comment), wrong rule count, set elements
-/// missing or extra. Empty when they agree. A hand edit that keeps the count and the comment
-/// is caught by the daemon's change monitor, not here.
-pub fn verify(expected: &Ruleset) -> Result<Vec<String>, NftError> {
+/// table, rules from another plan (the table's comment), rules added, removed or (with
+/// [`RuleCheck::Exact`]) edited, set elements missing or extra. Empty when they agree.
+pub fn verify(expected: &Ruleset, check: RuleCheck) -> Result<Vec<String>, NftError> {
     // A rule dump filtered by a table that does not exist comes back empty, not ENOENT:
     // check the table itself first.
     let table = list_tables()?
         .into_iter()
         .find(|t| t.family == libc::NFPROTO_IPV6 as u32 && t.name == expected.table);
-    let (Some(table), Some(rules)) = (table, count_rules(&expected.table)?) else {
+    let (Some(table), Some(held)) = (table, read_rules(&expected.table)?) else {
         return Ok(vec![format!("table ip6 {} is missing", expected.table)]);
     };
     let mut problems = Vec::new();
@@ -128,12 +140,23 @@ pub fn verify(expected: &Ruleset) -> Result<Vec<String>, NftError> {
             expected.comment()
         ));
     }
-    if rules != expected.rule_count() {
-        problems.push(format!(
-            "table ip6 {} holds {rules} rules, expected {}",
+    let reference = match check {
+        RuleCheck::Count => None,
+        RuleCheck::Exact => rules::reference(expected)
+            .inspect_err(|reason| {
+                warn!(%reason, "cannot build the reference rules; comparing rule counts only")
+            })
+            .ok(),
+    };
+    match reference {
+        Some(reference) => problems.extend(rules::differences(&reference, &held)),
+        None if rules::count(&held) != expected.rule_count() => problems.push(format!(
+            "table ip6 {} holds {} rules, expected {}",
             expected.table,
+            rules::count(&held),
             expected.rule_count()
-        ));
+        )),
+        None => {}
     }
     for set in &expected.sets {
         match read_elements(&expected.table, set)? {
@@ -154,8 +177,9 @@ pub fn verify(expected: &Ruleset) -> Result<Vec<String>, NftError> {
     Ok(problems)
 }
 
-/// Number of rules in table `ip6 TABLE`, or `None` when the table does not exist.
-pub fn count_rules(table: &str) -> Result<Option<usize>, NftError> {
+/// Every rule of table `ip6 TABLE` as the kernel holds it, by chain, or `None` when the table
+/// is missing.
+pub fn read_rules(table: &str) -> Result<Option<ChainRules>, NftError> {
     let name = c_string(table)?;
     let request = dump_request(libc::NFT_MSG_GETRULE as u16, |header| {
         // SAFETY: a fresh rule object carries only the table filter; it is freed here.
@@ -174,12 +198,22 @@ pub fn count_rules(table: &str) -> Result<Option<usize>, NftError> {
             sys::nftnl_rule_free(rule);
         }
     });
-    let mut count = 0usize;
-    match run_dump(&request, count_message, &mut count) {
-        Ok(()) => Ok(Some(count)),
+    let mut chains = ChainRules::new();
+    match run_dump(&request, rule_message, &mut chains) {
+        Ok(()) => Ok(Some(chains)),
         Err(NftError::Receive(e)) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
         Err(e) => Err(e),
     }
+}
+
+fn rule_message(header: &libc::nlmsghdr, chains: &mut ChainRules) -> libc::c_int {
+    let length = header.nlmsg_len as usize;
+    // SAFETY: mnl validated that the message, `nlmsg_len` bytes from its header, lies within
+    // the received buffer.
+    let message =
+        unsafe { std::slice::from_raw_parts((header as *const libc::nlmsghdr).cast(), length) };
+    rules::add_rule(message, chains);
+    mnl::mnl_sys::MNL_CB_OK
 }
 
 /// The elements the kernel holds in `set` (decoded with its key and value types) in table
@@ -312,11 +346,6 @@ fn run_dump<T>(request: &[u8], callback: mnl::Callback<T>, data: &mut T) -> Resu
             mnl::CbResult::Ok => {}
         }
     }
-}
-
-fn count_message(_header: &libc::nlmsghdr, count: &mut usize) -> libc::c_int {
-    *count += 1;
-    mnl::mnl_sys::MNL_CB_OK
 }
 
 fn parse_elements(header: &libc::nlmsghdr, set: &mut *mut sys::nftnl_set) -> libc::c_int {

@@ -1,0 +1,263 @@
+//! What each rule really does, compared byte for byte, so `audit` notices a rule edited in
+//! place (same rule count, same table comment).
+//!
+//! The reference is the kernel's own dump of the planned rules: the plan (without set
+//! elements) is applied in a private network namespace of a short-lived thread and read back.
+//! Comparing kernel dump with kernel dump avoids guessing how this kernel echoes what it was
+//! sent (it drops the nested flag, orders attributes its own way and adds defaults, all of
+//! which vary between kernel versions). Counters are the one part that changes by itself
+//! (packets and bytes), so a counter is compared by name only.
+
+use std::collections::BTreeMap;
+
+use super::NftError;
+use crate::ruleset::Ruleset;
+
+/// `nfnetlink` subsystem of nftables, in the high byte of `nlmsg_type`.
+const NFTABLES: u16 = (libc::NFNL_SUBSYS_NFTABLES as u16) << 8;
+const NEWRULE: u16 = NFTABLES | libc::NFT_MSG_NEWRULE as u16;
+const NLMSG_HDRLEN: usize = 16;
+const NFGENMSG_LEN: usize = 4;
+const NLA_TYPE_MASK: u16 = 0x3fff;
+
+const NFTA_RULE_CHAIN: u16 = 2;
+const NFTA_RULE_EXPRESSIONS: u16 = 4;
+const NFTA_RULE_USERDATA: u16 = 7;
+const NFTA_LIST_ELEM: u16 = 1;
+const NFTA_EXPR_NAME: u16 = 1;
+
+/// One rule as the kernel holds it: its expressions (counters without their values) and its
+/// userdata (the comment).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleBytes {
+    pub expressions: Vec<u8>,
+    pub userdata: Vec<u8>,
+}
+
+/// Rules by chain name, each chain's rules in order.
+pub type ChainRules = BTreeMap<String, Vec<RuleBytes>>;
+
+/// The kernel's form of `ruleset`'s rules: applied (without set elements) in a private
+/// network namespace and read back. Needs CAP_SYS_ADMIN (to unshare) besides CAP_NET_ADMIN;
+/// the error says why it could not be built.
+pub fn reference(ruleset: &Ruleset) -> Result<ChainRules, String> {
+    let mut rules_only = ruleset.clone();
+    for set in &mut rules_only.sets {
+        set.elements.clear();
+    }
+    let table = rules_only.table.clone();
+    let built = std::thread::spawn(move || -> Result<ChainRules, String> {
+        // SAFETY: unshare(CLONE_NEWNET) moves only this thread into a new, empty network
+        // namespace, which goes away when the thread ends.
+        if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+            return Err(format!(
+                "cannot create a private network namespace: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        super::apply(&rules_only).map_err(|e: NftError| e.to_string())?;
+        super::read::read_rules(&table)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| "the reference table vanished".to_string())
+    })
+    .join();
+    built.unwrap_or_else(|_| Err("the reference thread panicked".to_string()))
+}
+
+/// Add the rule in one `NEWRULE` message of a dump to `chains`; other messages are ignored.
+pub fn add_rule(message: &[u8], chains: &mut ChainRules) {
+    let Some(kind) = message.get(4..6) else {
+        return;
+    };
+    if u16::from_ne_bytes([kind[0], kind[1]]) != NEWRULE {
+        return;
+    }
+    let Some(payload) = message.get(NLMSG_HDRLEN + NFGENMSG_LEN..) else {
+        return;
+    };
+    let mut chain = None;
+    let mut rule = RuleBytes {
+        expressions: Vec::new(),
+        userdata: Vec::new(),
+    };
+    for (kind, value) in attributes(payload) {
+        match kind {
+            NFTA_RULE_CHAIN => chain = Some(c_str(value)),
+            NFTA_RULE_EXPRESSIONS => rule.expressions = without_counter_values(value),
+            NFTA_RULE_USERDATA => rule.userdata = value.to_vec(),
+            _ => {}
+        }
+    }
+    if let Some(chain) = chain {
+        chains.entry(chain).or_default().push(rule);
+    }
+}
+
+/// What differs between the rules wanted and the rules held, one line per chain.
+pub fn differences(wanted: &ChainRules, held: &ChainRules) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (chain, rules) in wanted {
+        match held.get(chain) {
+            None => problems.push(format!("chain {chain} has none of its rules")),
+            Some(kernel) if kernel != rules => {
+                let edited = rules
+                    .iter()
+                    .zip(kernel)
+                    .filter(|(want, have)| want != have)
+                    .count();
+                problems.push(format!(
+                    "chain {chain} holds {} rules where the plan has {}, {edited} of them \
+                     changed by hand",
+                    kernel.len(),
+                    rules.len()
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    for (chain, rules) in held.iter().filter(|(c, _)| !wanted.contains_key(*c)) {
+        problems.push(format!(
+            "chain {chain} holds {} rules the plan does not have",
+            rules.len()
+        ));
+    }
+    problems
+}
+
+/// The number of rules in `chains`.
+pub fn count(chains: &ChainRules) -> usize {
+    chains.values().map(Vec::len).sum()
+}
+
+/// The attributes in a buffer of them: (type without flags, value).
+fn attributes(mut bytes: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+    std::iter::from_fn(move || {
+        let length = u16::from_ne_bytes(bytes.get(..2)?.try_into().ok()?) as usize;
+        let kind = u16::from_ne_bytes(bytes.get(2..4)?.try_into().ok()?) & NLA_TYPE_MASK;
+        if length < 4 || length > bytes.len() {
+            return None;
+        }
+        let value = &bytes[4..length];
+        bytes = bytes.get(align(length)..).unwrap_or_default();
+        Some((kind, value))
+    })
+}
+
+/// The expression list with each counter reduced to its name: packets and bytes change with
+/// traffic (and start at zero after a restore).
+fn without_counter_values(list: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(list.len());
+    for (kind, element) in attributes(list) {
+        if kind != NFTA_LIST_ELEM {
+            continue;
+        }
+        let is_counter = attributes(element)
+            .any(|(kind, value)| kind == NFTA_EXPR_NAME && c_str(value) == "counter");
+        if is_counter {
+            out.extend_from_slice(b"counter;");
+        } else {
+            out.extend_from_slice(&(element.len() as u32).to_ne_bytes());
+            out.extend_from_slice(element);
+        }
+    }
+    out
+}
+
+fn c_str(value: &[u8]) -> String {
+    let end = value.iter().position(|b| *b == 0).unwrap_or(value.len());
+    String::from_utf8_lossy(&value[..end]).into_owned()
+}
+
+fn align(length: usize) -> usize {
+    (length + 3) & !3
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attribute(kind: u16, value: &[u8]) -> Vec<u8> {
+        let mut out = ((value.len() + 4) as u16).to_ne_bytes().to_vec();
+        out.extend_from_slice(&kind.to_ne_bytes());
+        out.extend_from_slice(value);
+        out.resize(align(out.len()), 0);
+        out
+    }
+
+    fn expression(name: &str, data: &[u8]) -> Vec<u8> {
+        let mut inner = attribute(NFTA_EXPR_NAME, format!("{name}\0").as_bytes());
+        inner.extend(attribute(2, data));
+        attribute(NFTA_LIST_ELEM, &inner)
+    }
+
+    fn rule_message(chain: &str, expressions: &[Vec<u8>], comment: &str) -> Vec<u8> {
+        let mut payload = vec![0u8; NFGENMSG_LEN];
+        payload.extend(attribute(NFTA_RULE_CHAIN, format!("{chain}\0").as_bytes()));
+        payload.extend(attribute(NFTA_RULE_EXPRESSIONS, &expressions.concat()));
+        payload.extend(attribute(NFTA_RULE_USERDATA, comment.as_bytes()));
+        let mut message = ((NLMSG_HDRLEN + payload.len()) as u32)
+            .to_ne_bytes()
+            .to_vec();
+        message.extend_from_slice(&NEWRULE.to_ne_bytes());
+        message.extend_from_slice(&[0u8; 10]);
+        message.extend(payload);
+        message
+    }
+
+    fn read(messages: &[Vec<u8>]) -> ChainRules {
+        let mut chains = ChainRules::new();
+        for message in messages {
+            add_rule(message, &mut chains);
+        }
+        chains
+    }
+
+    fn drop_rule(meta: &[u8], counted: u8, comment: &str) -> Vec<u8> {
+        rule_message(
+            "forward",
+            &[
+                expression("meta", meta),
+                expression("counter", &[counted; 8]),
+            ],
+            comment,
+        )
+    }
+
+    #[test]
+    fn counters_compare_by_name_and_everything_else_by_bytes() {
+        let planned = read(&[drop_rule(&[1, 2], 0, "drop it")]);
+        assert_eq!(count(&planned), 1);
+        let counted = read(&[drop_rule(&[1, 2], 7, "drop it")]);
+        assert_eq!(differences(&planned, &counted), Vec::<String>::new());
+
+        let edited = read(&[drop_rule(&[1, 3], 0, "drop it")]);
+        assert_eq!(
+            differences(&planned, &edited),
+            vec!["chain forward holds 1 rules where the plan has 1, 1 of them changed by hand"]
+        );
+        let recommented = read(&[drop_rule(&[1, 2], 0, "accept it")]);
+        assert_eq!(differences(&planned, &recommented).len(), 1);
+        let mut elsewhere = drop_rule(&[1, 2], 0, "drop it");
+        let at = elsewhere
+            .windows(7)
+            .position(|w| w == b"forward")
+            .expect("chain name");
+        elsewhere[at..at + 7].copy_from_slice(b"inputxx");
+        assert_eq!(
+            differences(&planned, &read(&[elsewhere])),
+            vec![
+                "chain forward has none of its rules",
+                "chain inputxx holds 1 rules the plan does not have"
+            ]
+        );
+    }
+
+    #[test]
+    fn truncated_input_is_ignored_not_a_panic() {
+        let message = drop_rule(&[1], 0, "x");
+        let mut chains = ChainRules::new();
+        for cut in 0..message.len() {
+            add_rule(&message[..cut], &mut chains);
+        }
+    }
+}
