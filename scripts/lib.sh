@@ -55,7 +55,8 @@ v6g_die() { printf '[v6g] ERROR: %s\n' "$*" >&2; return 1; }
 # netcat-openbsd is not in the original list: Debian's busybox-static `nc` has
 # no UDP (-u) support, so the image carries OpenBSD netcat (+ its libs) as `nc`.
 V6G_PACKAGES=(docker.io nftables busybox-static iproute2 libnftnl-dev libmnl-dev
-              pkg-config curl netcat-openbsd ansible-core python3-apt dpkg-dev)  # last 3: packaging
+              pkg-config curl netcat-openbsd ansible-core python3-apt dpkg-dev  # packaging
+              systemd)  # systemd-analyze checks the unit file (PID 1 need not be systemd)
 
 v6g_install_packages() {
     local p missing=()

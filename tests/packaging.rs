@@ -514,6 +514,18 @@ fn ansible_role_installs_configures_checks_and_removes_v6guard() {
         fs::read_to_string(&marker).expect("policy file"),
         TEST_POLICY_TEXT
     );
+    // systemd's own parser accepts the installed unit, ExecStart included (there is no
+    // systemd PID 1 here to start it): it prints any unknown key or bad value on stderr.
+    require_tool("systemd-analyze", "systemd");
+    let unit = run(
+        Command::new("systemd-analyze").args(["verify", "/lib/systemd/system/v6guard.service"])
+    );
+    assert!(
+        unit.status.success() && unit.stderr.is_empty(),
+        "systemd-analyze verify: {}{}",
+        String::from_utf8_lossy(&unit.stdout),
+        String::from_utf8_lossy(&unit.stderr)
+    );
     let config = fs::read_to_string("/etc/v6guard/v6guard.yaml").expect("v6guard.yaml");
     assert!(
         config.contains("log_format: json") && config.contains("resync_interval: 5m"),
