@@ -138,9 +138,21 @@ fn audit_matches_what_the_outside_can_reach() {
     );
     let edited = v6guard(&["audit"]);
     let text = String::from_utf8_lossy(&edited.stdout);
-    assert_eq!(edited.status.code(), Some(1), "{text}");
+    let log = String::from_utf8_lossy(&edited.stderr);
+    assert_eq!(edited.status.code(), Some(1), "{text}{log}");
     assert!(
-        text.contains("chain to-bridge") && text.contains("1 of them changed by hand"),
-        "{text}"
+        text.contains("chain to-bridge: 1 of its") && text.contains("changed since v6guard"),
+        "{text}{log}"
     );
+
+    // A dormant table keeps every rule, and no packet sees any of them.
+    v6guard_ok(&["apply"]);
+    run_ok(
+        "nft",
+        &["add", "table", "ip6", "v6guard", "{ flags dormant; }"],
+    );
+    let dormant = v6guard(&["audit"]);
+    let text = String::from_utf8_lossy(&dormant.stdout);
+    assert_eq!(dormant.status.code(), Some(1), "{text}");
+    assert!(text.contains("is dormant"), "{text}");
 }

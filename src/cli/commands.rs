@@ -45,15 +45,26 @@ pub async fn audit(read: &ReadArgs, json: bool) -> Result<ExitCode, String> {
     use v6guard::audit::{self, Enforcement};
     let (config, inputs) = load_inputs(&read.config)?;
     let snapshot = load_snapshot(read, &config).await?;
-    let report = audit::audit(&snapshot, &inputs);
+    let mut report = audit::audit(&snapshot, &inputs);
     let enforcement = if let Some(reason) = plan::stand_down_reason(&snapshot) {
         Enforcement::StoodDown(reason.to_string())
     } else if read.snapshot.is_some() {
         Enforcement::Unchecked
     } else {
         match nft::read::verify(&plan::plan(&snapshot, &inputs), nft::read::RuleCheck::Exact) {
-            Ok(problems) if problems.is_empty() => Enforcement::Enforced,
-            Ok(problems) => Enforcement::NotEnforced(problems),
+            Ok(verified) => {
+                if let Some(why) = verified.counted_only {
+                    report.warnings.push(format!(
+                        "rules were only counted, not compared byte for byte ({why}): a rule \
+                         edited in place would go unnoticed"
+                    ));
+                }
+                if verified.problems.is_empty() {
+                    Enforcement::Enforced
+                } else {
+                    Enforcement::NotEnforced(verified.problems)
+                }
+            }
             Err(error) => Enforcement::NotEnforced(vec![format!(
                 "cannot read the kernel's ruleset ({error})"
             )]),

@@ -60,6 +60,7 @@ impl Kernel for Netlink {
 
     fn verify(&mut self, ruleset: &Ruleset) -> Result<Vec<String>, NftError> {
         crate::nft::read::verify(ruleset, crate::nft::read::RuleCheck::Count)
+            .map(|verified| verified.problems)
     }
 }
 

@@ -14,6 +14,9 @@ use super::rules::{self, ChainRules};
 use super::{NftError, c_string};
 use crate::ruleset::{Field, NamedSet, Ruleset};
 
+/// `enum nft_table_flags` in linux/netfilter/nf_tables.h (not in the libc crate).
+const NFT_TABLE_F_DORMANT: u32 = 0x1;
+
 /// A set's elements: key -> value (empty for a set).
 pub type Elements = BTreeMap<Vec<Field>, Vec<Field>>;
 
@@ -24,6 +27,8 @@ pub struct TableId {
     pub name: String,
     /// The table's comment (v6guard's names the plan it was built from).
     pub comment: Option<String>,
+    /// `flags dormant`: the table is kept but none of its chains sees a packet.
+    pub dormant: bool,
 }
 
 /// All tables in the current network namespace, any family.
@@ -68,6 +73,9 @@ fn parse_table(header: &libc::nlmsghdr, tables: &mut Vec<TableId>) -> libc::c_in
                 family: sys::nftnl_table_get_u32(table, sys::NFTNL_TABLE_FAMILY as u16),
                 name: CStr::from_ptr(name).to_string_lossy().into_owned(),
                 comment: table_comment(table),
+                dormant: sys::nftnl_table_get_u32(table, sys::NFTNL_TABLE_FLAGS as u16)
+                    & NFT_TABLE_F_DORMANT
+                    != 0,
             });
         }
         sys::nftnl_table_free(table);
@@ -113,25 +121,45 @@ pub enum RuleCheck {
     Exact,
 }
 
+/// What [`verify`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// How the kernel differs from the plan, one line each; empty when it holds the plan.
+    pub problems: Vec<String>,
+    /// Set when the rules were only counted although [`RuleCheck::Exact`] was asked for: why.
+    pub counted_only: Option<String>,
+}
+
 /// The differences between what the kernel holds in v6guard's table and `expected`: missing
-/// table, rules from another plan (the table's comment), rules added, removed or (with
-/// [`RuleCheck::Exact`]) edited, set elements missing or extra. Empty when they agree.
-pub fn verify(expected: &Ruleset, check: RuleCheck) -> Result<Vec<String>, NftError> {
+/// or dormant table, rules from another plan (the table's comment), rules added, removed or
+/// (with [`RuleCheck::Exact`]) edited in place, set elements missing or extra.
+pub fn verify(expected: &Ruleset, check: RuleCheck) -> Result<Verified, NftError> {
     // A rule dump filtered by a table that does not exist comes back empty, not ENOENT:
     // check the table itself first.
     let table = list_tables()?
         .into_iter()
         .find(|t| t.family == libc::NFPROTO_IPV6 as u32 && t.name == expected.table);
     let (Some(table), Some(held)) = (table, read_rules(&expected.table)?) else {
-        return Ok(vec![format!("table ip6 {} is missing", expected.table)]);
+        return Ok(Verified {
+            problems: vec![format!("table ip6 {} is missing", expected.table)],
+            counted_only: None,
+        });
     };
     let mut problems = Vec::new();
+    let mut counted_only = None;
+    if table.dormant {
+        problems.push(format!(
+            "table ip6 {} is dormant (`flags dormant`): none of its rules sees a packet",
+            expected.table
+        ));
+    }
     // Kernels before 5.13 drop table userdata: no comment means "cannot tell", not "wrong".
-    if table
+    let other_plan = table
         .comment
         .as_deref()
-        .is_some_and(|comment| comment != expected.comment())
-    {
+        .is_some_and(|comment| comment != expected.comment());
+    if other_plan {
+        // Its rules differ as a matter of course; comparing them would say nothing more.
         problems.push(format!(
             "table ip6 {} holds rules from another plan ({}), not from the current \
              configuration and Docker state ({})",
@@ -139,24 +167,26 @@ pub fn verify(expected: &Ruleset, check: RuleCheck) -> Result<Vec<String>, NftEr
             table.comment.as_deref().unwrap_or_default(),
             expected.comment()
         ));
-    }
-    let reference = match check {
-        RuleCheck::Count => None,
-        RuleCheck::Exact => rules::reference(expected)
-            .inspect_err(|reason| {
-                warn!(%reason, "cannot build the reference rules; comparing rule counts only")
-            })
-            .ok(),
-    };
-    match reference {
-        Some(reference) => problems.extend(rules::differences(&reference, &held)),
-        None if rules::count(&held) != expected.rule_count() => problems.push(format!(
-            "table ip6 {} holds {} rules, expected {}",
-            expected.table,
-            rules::count(&held),
-            expected.rule_count()
-        )),
-        None => {}
+    } else {
+        let reference = match check {
+            RuleCheck::Count => None,
+            RuleCheck::Exact => rules::reference(expected)
+                .inspect_err(|why| {
+                    warn!(%why, "cannot build the reference rules; comparing rule counts only");
+                    counted_only = Some(why.clone());
+                })
+                .ok(),
+        };
+        match reference {
+            Some(reference) => problems.extend(rules::differences(&reference, &held)),
+            None if rules::count(&held) != expected.rule_count() => problems.push(format!(
+                "table ip6 {} holds {} rules, expected {}",
+                expected.table,
+                rules::count(&held),
+                expected.rule_count()
+            )),
+            None => {}
+        }
     }
     for set in &expected.sets {
         match read_elements(&expected.table, set)? {
@@ -174,7 +204,10 @@ pub fn verify(expected: &Ruleset, check: RuleCheck) -> Result<Vec<String>, NftEr
             Some(_) => {}
         }
     }
-    Ok(problems)
+    Ok(Verified {
+        problems,
+        counted_only,
+    })
 }
 
 /// Every rule of table `ip6 TABLE` as the kernel holds it, by chain, or `None` when the table

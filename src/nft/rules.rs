@@ -47,6 +47,10 @@ pub fn reference(ruleset: &Ruleset) -> Result<ChainRules, String> {
     }
     let table = rules_only.table.clone();
     let built = std::thread::spawn(move || -> Result<ChainRules, String> {
+        // The apply below replaces table `ip6 v6guard` wherever this thread is: it must not
+        // run unless the thread demonstrably left the host's namespace (a seccomp filter can
+        // make unshare "succeed" without doing anything).
+        let host = thread_netns()?;
         // SAFETY: unshare(CLONE_NEWNET) moves only this thread into a new, empty network
         // namespace, which goes away when the thread ends.
         if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
@@ -55,6 +59,9 @@ pub fn reference(ruleset: &Ruleset) -> Result<ChainRules, String> {
                 std::io::Error::last_os_error()
             ));
         }
+        if thread_netns()? == host {
+            return Err("unshare(CLONE_NEWNET) left the thread in the host's namespace".into());
+        }
         super::apply(&rules_only).map_err(|e: NftError| e.to_string())?;
         super::read::read_rules(&table)
             .map_err(|e| e.to_string())?
@@ -62,6 +69,14 @@ pub fn reference(ruleset: &Ruleset) -> Result<ChainRules, String> {
     })
     .join();
     built.unwrap_or_else(|_| Err("the reference thread panicked".to_string()))
+}
+
+/// The identity (inode) of the calling thread's network namespace.
+fn thread_netns() -> Result<u64, String> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/thread-self/ns/net")
+        .map(|m| m.ino())
+        .map_err(|e| format!("cannot read /proc/thread-self/ns/net: {e}"))
 }
 
 /// Add the rule in one `NEWRULE` message of a dump to `chains`; other messages are ignored.
@@ -93,12 +108,18 @@ pub fn add_rule(message: &[u8], chains: &mut ChainRules) {
     }
 }
 
-/// What differs between the rules wanted and the rules held, one line per chain.
+/// What differs between the rules wanted and the rules held, one line per chain. Meant for
+/// a table whose comment names the wanted plan, so a difference is a change made to it since.
 pub fn differences(wanted: &ChainRules, held: &ChainRules) -> Vec<String> {
     let mut problems = Vec::new();
     for (chain, rules) in wanted {
         match held.get(chain) {
             None => problems.push(format!("chain {chain} has none of its rules")),
+            Some(kernel) if kernel.len() != rules.len() => problems.push(format!(
+                "chain {chain} holds {} rules where the plan has {}",
+                kernel.len(),
+                rules.len()
+            )),
             Some(kernel) if kernel != rules => {
                 let edited = rules
                     .iter()
@@ -106,9 +127,7 @@ pub fn differences(wanted: &ChainRules, held: &ChainRules) -> Vec<String> {
                     .filter(|(want, have)| want != have)
                     .count();
                 problems.push(format!(
-                    "chain {chain} holds {} rules where the plan has {}, {edited} of them \
-                     changed by hand",
-                    kernel.len(),
+                    "chain {chain}: {edited} of its {} rules changed since v6guard applied them",
                     rules.len()
                 ));
             }
@@ -233,7 +252,7 @@ mod tests {
         let edited = read(&[drop_rule(&[1, 3], 0, "drop it")]);
         assert_eq!(
             differences(&planned, &edited),
-            vec!["chain forward holds 1 rules where the plan has 1, 1 of them changed by hand"]
+            vec!["chain forward: 1 of its 1 rules changed since v6guard applied them"]
         );
         let recommented = read(&[drop_rule(&[1, 2], 0, "accept it")]);
         assert_eq!(differences(&planned, &recommented).len(), 1);
