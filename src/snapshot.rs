@@ -44,13 +44,8 @@ pub struct Engine {
 impl Engine {
     /// The engine's major version, if the version string starts with one (`20.10.24` -> 20).
     pub fn major_version(&self) -> Option<u32> {
-        major_version(&self.version)
+        self.version.split('.').next()?.parse().ok()
     }
-}
-
-/// The major version a Docker version string starts with (`20.10.24` -> 20).
-pub fn major_version(version: &str) -> Option<u32> {
-    version.split('.').next()?.parse().ok()
 }
 
 /// Where a daemon setting's value came from. Flags on dockerd's command line win over

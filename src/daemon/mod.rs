@@ -288,38 +288,25 @@ impl<L: LoadInputs> Daemon<L> {
         }
     }
 
-    /// The stand-down reasons that can be known without Docker's API: `ip6tables` set in
-    /// daemon.json or on dockerd's command line, Docker's own `ip6 docker-bridges` table, or
-    /// an installed dockerd 27+ (`dockerd --version`) with `ip6tables` unset. Unless `--force`.
+    /// Docker's own stand-down rule ([`plan::stand_down_reason`]) applied to what is known
+    /// before its API answers: daemon.json and dockerd's flags, Docker's `ip6 docker-bridges`
+    /// table, and, while `ip6tables` is unset (the version decides its default), the installed
+    /// dockerd's version from `dockerd --version`. Unless `--force`.
     fn stand_down_without_docker(&self) -> Option<String> {
         if self.options.force {
             return None;
         }
-        let settings =
+        let mut host = skeleton_snapshot();
+        host.daemon =
             crate::settings::read_daemon_settings(self.options.daemon_json.as_deref()).ok()?;
-        if settings.ip6tables.value == Some(true) {
-            return Some(format!(
-                "Docker firewalls IPv6 itself (ip6tables is true in {})",
-                settings.ip6tables.source
-            ));
+        host.engine.docker_nft_ip6_table = crate::host::docker_nft_ip6_table().unwrap_or(false);
+        if host.daemon.ip6tables.value.is_none() {
+            if let Some(version) = crate::host::installed_dockerd_version() {
+                debug!("installed dockerd {version} (`dockerd --version`)");
+                host.engine.version = version;
+            }
         }
-        if crate::host::docker_nft_ip6_table().unwrap_or(false) {
-            return Some(
-                "Docker's nftables backend manages IPv6 (table ip6 docker-bridges)".to_string(),
-            );
-        }
-        if settings.ip6tables.value.is_some() {
-            return None;
-        }
-        let version = crate::host::installed_dockerd_version()?;
-        crate::snapshot::major_version(&version)
-            .is_some_and(|major| major >= 27)
-            .then(|| {
-                format!(
-                    "dockerd {version} (`dockerd --version`) firewalls IPv6 itself: ip6tables \
-                     defaults to true from Docker 27 and is not set"
-                )
-            })
+        plan::stand_down_reason(&host).map(|reason| reason.to_string())
     }
 
     async fn run(&mut self, mut hangup: Hangup, mut stops: Stops) -> Stop {
