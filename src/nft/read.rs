@@ -170,23 +170,16 @@ pub fn verify(expected: &Ruleset, check: RuleCheck) -> Result<Verified, NftError
     } else {
         let reference = match check {
             RuleCheck::Count => None,
-            RuleCheck::Exact => rules::reference(expected)
-                .inspect_err(|why| {
+            RuleCheck::Exact => match rules::reference(expected) {
+                Ok(reference) => Some(reference),
+                Err(why) => {
                     warn!(%why, "cannot build the reference rules; comparing rule counts only");
-                    counted_only = Some(why.clone());
-                })
-                .ok(),
+                    counted_only = Some(why);
+                    None
+                }
+            },
         };
-        match reference {
-            Some(reference) => problems.extend(rules::differences(&reference, &held)),
-            None if rules::count(&held) != expected.rule_count() => problems.push(format!(
-                "table ip6 {} holds {} rules, expected {}",
-                expected.table,
-                rules::count(&held),
-                expected.rule_count()
-            )),
-            None => {}
-        }
+        problems.extend(rule_problems(expected, &held, reference.as_ref()));
     }
     for set in &expected.sets {
         match read_elements(&expected.table, set)? {
@@ -208,6 +201,25 @@ pub fn verify(expected: &Ruleset, check: RuleCheck) -> Result<Verified, NftError
         problems,
         counted_only,
     })
+}
+
+/// How the rules `held` differ from the plan: byte for byte against `reference` when there is
+/// one, else by count.
+fn rule_problems(
+    expected: &Ruleset,
+    held: &ChainRules,
+    reference: Option<&ChainRules>,
+) -> Vec<String> {
+    match reference {
+        Some(reference) => rules::differences(reference, held),
+        None if rules::count(held) != expected.rule_count() => vec![format!(
+            "table ip6 {} holds {} rules, expected {}",
+            expected.table,
+            rules::count(held),
+            expected.rule_count()
+        )],
+        None => Vec::new(),
+    }
 }
 
 /// Every rule of table `ip6 TABLE` as the kernel holds it, by chain, or `None` when the table
