@@ -26,6 +26,12 @@ pub const DNAT_ANY_MAP: &str = "dnat-any";
 pub const DNAT_HOST_MAP: &str = "dnat-host";
 /// Container ports reachable only from some sources (policy `allow_from`).
 pub const RESTRICTED_SET: &str = "restricted";
+/// Container ports reachable only through DNAT on a host address, never on the container's
+/// own address: bindings on one host address (`-p [ADDR]:HP:CP`), and every binding of a
+/// network in gateway mode `nat`.
+pub const TRANSLATED_SET: &str = "translated";
+/// As [`TRANSLATED_SET`], only from some sources (policy `allow_from`).
+pub const TRANSLATED_RESTRICTED_SET: &str = "translated-restricted";
 
 /// One nftables table of family `ip6`, replaced as a whole on every apply.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -33,6 +39,10 @@ pub struct Ruleset {
     pub table: String,
     pub sets: Vec<NamedSet>,
     pub chains: Vec<Chain>,
+    /// The chains of v6guard's second table, `table bridge v6guard`: what must be stopped
+    /// on Layer 2, before any IP hook sees it (VLAN-tagged frames and router advertisements
+    /// from container ports). Replaced in the same transaction as the ip6 table.
+    pub bridge_chains: Vec<Chain>,
     /// The rules filter traffic bridged between two ports of one bridge (ICC off), which the
     /// ip6 hooks only see with `net.bridge.bridge-nf-call-ip6tables=1`. Apply turns it on.
     pub needs_bridge_netfilter: bool,
@@ -55,7 +65,12 @@ pub struct NdpProxies {
 impl Ruleset {
     /// Number of rules across all chains (independent of the number of published ports).
     pub fn rule_count(&self) -> usize {
-        self.chains.iter().map(|c| c.rules.len()).sum()
+        self.all_chains().map(|c| c.rules.len()).sum()
+    }
+
+    /// The chains of both tables, the ip6 table's first.
+    pub fn all_chains(&self) -> impl Iterator<Item = &Chain> {
+        self.chains.iter().chain(&self.bridge_chains)
     }
 
     /// Number of elements across all sets and maps.
@@ -74,6 +89,7 @@ impl Ruleset {
     pub fn comment(&self) -> String {
         let structure = (
             &self.chains,
+            &self.bridge_chains,
             self.sets.iter().map(set_declaration).collect::<Vec<_>>(),
         );
         let text = serde_json::to_string(&structure).unwrap_or_default();
@@ -219,6 +235,9 @@ pub enum Hook {
     OutputNat,
     /// `type nat hook postrouting priority srcnat; policy accept;`
     PostroutingNat,
+    /// Family bridge: `type filter hook prerouting priority filter; policy accept;`, every
+    /// frame entering a bridge from one of its ports.
+    BridgePrerouting,
 }
 
 /// One rule: all matches must hold, then the optional counter, then the action.
@@ -264,6 +283,13 @@ pub enum Match {
     OutInterface(InterfaceName),
     /// `oifname != NAME`.
     OutInterfaceNot(InterfaceName),
+    /// `iifname != NAME`.
+    InInterfaceNot(InterfaceName),
+    /// `ip6 hoplimit N`: 255 proves a neighbour-discovery message was not routed (RFC 4861).
+    HopLimit(u8),
+    /// `ether type T` (family bridge only): the frame's outermost EtherType, a VLAN tag's
+    /// included.
+    EtherType(EtherType),
     /// `ct state established,related`.
     EstablishedOrRelated,
     /// `ct status dnat`: the connection's destination was translated.
@@ -294,16 +320,20 @@ pub enum InterfaceName {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Icmpv6Type {
     EchoRequest,
+    RouterAdvert,
     NeighborSolicit,
     NeighborAdvert,
+    Redirect,
 }
 
 impl Icmpv6Type {
     pub fn number(self) -> u8 {
         match self {
             Icmpv6Type::EchoRequest => 128,
+            Icmpv6Type::RouterAdvert => 134,
             Icmpv6Type::NeighborSolicit => 135,
             Icmpv6Type::NeighborAdvert => 136,
+            Icmpv6Type::Redirect => 137,
         }
     }
 
@@ -311,8 +341,36 @@ impl Icmpv6Type {
     pub fn name(self) -> &'static str {
         match self {
             Icmpv6Type::EchoRequest => "echo-request",
+            Icmpv6Type::RouterAdvert => "nd-router-advert",
             Icmpv6Type::NeighborSolicit => "nd-neighbor-solicit",
             Icmpv6Type::NeighborAdvert => "nd-neighbor-advert",
+            Icmpv6Type::Redirect => "nd-redirect",
+        }
+    }
+}
+
+/// The EtherTypes v6guard names (family bridge).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum EtherType {
+    /// 802.1Q VLAN tag, 0x8100 (`8021q`).
+    Vlan,
+    /// 802.1ad service tag (QinQ), 0x88a8 (`8021ad`).
+    ServiceVlan,
+}
+
+impl EtherType {
+    pub fn number(self) -> u16 {
+        match self {
+            EtherType::Vlan => 0x8100,
+            EtherType::ServiceVlan => 0x88a8,
+        }
+    }
+
+    /// nft's name for the type.
+    pub fn name(self) -> &'static str {
+        match self {
+            EtherType::Vlan => "8021q",
+            EtherType::ServiceVlan => "8021ad",
         }
     }
 }

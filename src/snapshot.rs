@@ -214,6 +214,20 @@ impl PortBinding {
             Some(IpAddr::V6(addr)) => !addr.is_loopback(),
         }
     }
+
+    /// The one IPv6 host address the binding listens on; `None` for all addresses (no host
+    /// IP, or `::`) and for IPv4 host IPs.
+    pub fn host_ipv6(&self) -> Option<Ipv6Addr> {
+        match self.host_ip {
+            Some(IpAddr::V6(addr)) if !addr.is_unspecified() => Some(addr),
+            _ => None,
+        }
+    }
+
+    /// Whether the binding narrows the port to one IPv6 host address (`-p [ADDR]:HP:CP`).
+    pub fn on_one_host_address(&self) -> bool {
+        self.host_ipv6().is_some()
+    }
 }
 
 /// A container's attachment to one network.

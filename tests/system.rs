@@ -278,12 +278,20 @@ fn assert_render_matches_apply(snapshot: &std::path::Path, label: &str, extra: &
         "{label}"
     );
 
-    let table_block = &rendered[rendered.find("table ip6 v6guard {").expect("table block")..];
-    assert_eq!(
-        normalize_listing(table_block),
-        normalize_listing(&applied),
-        "{label}"
-    );
+    let block = |start: &str, end: &str| {
+        let from = rendered.find(start).expect("table block");
+        let to = rendered[from..]
+            .find(end)
+            .map_or(rendered.len(), |at| from + at);
+        normalize_listing(&rendered[from..to])
+    };
+    let table_block = block("table ip6 v6guard {", "table bridge v6guard\n");
+    assert_eq!(table_block, normalize_listing(&applied), "{label}");
+    let bridge_block = block("table bridge v6guard {", "# Beside the table");
+    let applied_bridge = list_bridge_table(Some(&applied_ns)).expect("apply installed it");
+    let loaded_bridge = list_bridge_table(Some(&loaded_ns)).expect("nft -f installed it");
+    assert_eq!(bridge_block, normalize_listing(&applied_bridge), "{label}");
+    assert_eq!(applied_bridge, loaded_bridge, "{label}");
 }
 
 /// A snapshot that makes the planner use every match and action it has.

@@ -99,7 +99,8 @@ impl Scanner {
             }
             return;
         }
-        let ours = u32::from(*family) == libc::NFPROTO_IPV6 as u32
+        let family = i32::from(*family);
+        let ours = (family == libc::NFPROTO_IPV6 || family == libc::NFPROTO_BRIDGE)
             && attribute(attrs, ATTR_TABLE).map(c_text).as_deref() == Some(self.table.as_str());
         if ours {
             self.touched.push(describe(msg).to_string());

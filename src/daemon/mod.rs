@@ -627,11 +627,7 @@ impl<L: LoadInputs> Daemon<L> {
         let outcome = match nft::cleanup() {
             Ok(removed) if removed.is_empty() => return,
             Ok(removed) => {
-                let tables = removed
-                    .iter()
-                    .map(|t| format!("ip6 {t}"))
-                    .collect::<Vec<_>>()
-                    .join(", ");
+                let tables = removed.join(", ");
                 warn!(
                     "standing down: REMOVED v6guard's table(s) {tables}, so they do not fight \
                      Docker's own IPv6 firewall. Why: {why}"

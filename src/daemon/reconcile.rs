@@ -223,6 +223,7 @@ mod tests {
             table: "v6guard".into(),
             sets: vec![set],
             chains: vec![],
+            bridge_chains: vec![],
         }
     }
 

@@ -62,7 +62,9 @@ pub fn diff(applied: Option<&Ruleset>, wanted: &Ruleset) -> Delta {
         && applied.sets.iter().zip(&wanted.sets).all(|(a, w)| {
             a.name == w.name && a.key == w.key && a.value == w.value && a.interval == w.interval
         });
-    if applied.table != wanted.table || applied.chains != wanted.chains || !same_sets {
+    let same_chains =
+        applied.chains == wanted.chains && applied.bridge_chains == wanted.bridge_chains;
+    if applied.table != wanted.table || !same_chains || !same_sets {
         return Delta::Replace;
     }
     let deltas: Vec<SetDelta> = applied
@@ -171,6 +173,7 @@ mod tests {
                 hook: None,
                 rules: vec![],
             }],
+            bridge_chains: vec![],
         }
     }
 

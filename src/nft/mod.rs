@@ -81,28 +81,39 @@ pub fn apply(ruleset: &Ruleset) -> Result<(), NftError> {
     netlink::send_batch(&batch)
 }
 
-/// Remove every table v6guard owns (family ip6, name starting with `v6guard`), in one
-/// transaction. Tables of other owners are never touched. Returns the names removed.
+/// Remove every table v6guard owns (family ip6 or bridge, name starting with `v6guard`), in
+/// one transaction. Tables of other owners are never touched. Returns the tables removed, as
+/// `FAMILY NAME`.
 pub fn cleanup() -> Result<Vec<String>, NftError> {
-    let ours: Vec<String> = list_tables()?
+    let ours: Vec<(nftnl::ProtoFamily, &str, String)> = list_tables()?
         .into_iter()
-        .filter(|t| t.family == libc::NFPROTO_IPV6 as u32 && t.name.starts_with(TABLE_PREFIX))
-        .map(|t| t.name)
+        .filter(|t| t.name.starts_with(TABLE_PREFIX))
+        .filter_map(|t| {
+            let (family, word) = match t.family as i32 {
+                libc::NFPROTO_IPV6 => (nftnl::ProtoFamily::Ipv6, "ip6"),
+                libc::NFPROTO_BRIDGE => (nftnl::ProtoFamily::Bridge, "bridge"),
+                _ => return None,
+            };
+            Some((family, word, t.name))
+        })
         .collect();
     if ours.is_empty() {
-        return Ok(ours);
+        return Ok(Vec::new());
     }
     let mut batch = nftnl::Batch::new();
     let tables: Vec<nftnl::Table> = ours
         .iter()
-        .map(|name| {
+        .map(|(family, _, name)| {
             let name = c_string(name)?;
-            Ok(nftnl::Table::new(&name, nftnl::ProtoFamily::Ipv6))
+            Ok(nftnl::Table::new(&name, *family))
         })
         .collect::<Result<_, NftError>>()?;
     for table in &tables {
         batch.add(table, nftnl::MsgType::Del);
     }
     netlink::send_batch(&batch.finalize())?;
-    Ok(ours)
+    Ok(ours
+        .into_iter()
+        .map(|(_, word, name)| format!("{word} {name}"))
+        .collect())
 }

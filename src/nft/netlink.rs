@@ -6,8 +6,8 @@
 //! lack fib, maps and NAT from registers, so matches are built from one small raw-expression
 //! type ([`RawExpr`]) over nftnl-sys; only verdicts, counters and masquerade use nftnl's own.
 //!
-//! The batch replaces v6guard's table atomically: add table (so the delete cannot fail),
-//! delete table, add table, then its sets, chains and rules.
+//! The batch replaces v6guard's tables atomically: for each (ip6, then bridge), add table (so
+//! the delete cannot fail), delete table, add table, then its sets, chains and rules.
 
 use std::ffi::{CStr, CString, c_void};
 use std::ptr::NonNull;
@@ -27,7 +27,7 @@ use crate::ruleset::{
 /// Kernel interface names are at most 15 bytes plus NUL; nft compares all 16.
 const IFNAMSIZ: usize = 16;
 
-/// Build the batch that atomically replaces v6guard's table with `ruleset`.
+/// Build the batch that atomically replaces v6guard's tables with `ruleset`.
 pub fn build_batch(ruleset: &Ruleset) -> Result<FinalizedBatch, NftError> {
     let table_name = c_string(&ruleset.table)?;
     let table = Table::new(&table_name, ProtoFamily::Ipv6);
@@ -51,11 +51,43 @@ pub fn build_batch(ruleset: &Ruleset) -> Result<FinalizedBatch, NftError> {
             interval: set.interval,
         });
     }
+    add_chains(&mut batch, &table, &ruleset.chains, &sets, Family::Ip6)?;
 
-    // Regular chains must exist before a rule jumps to them: add all chains first.
-    let mut chains = Vec::new();
-    for chain in &ruleset.chains {
-        let mut nft_chain = nftnl::Chain::new(c_string(&chain.name)?, &table);
+    let bridge_table = Table::new(&table_name, ProtoFamily::Bridge);
+    batch.add(&bridge_table, MsgType::Add);
+    batch.add(&bridge_table, MsgType::Del);
+    if !ruleset.bridge_chains.is_empty() {
+        batch.add(&bridge_table, MsgType::Add);
+        add_chains(
+            &mut batch,
+            &bridge_table,
+            &ruleset.bridge_chains,
+            &[],
+            Family::Bridge,
+        )?;
+    }
+    Ok(batch.finalize())
+}
+
+/// The family a rule is built for: some matches compile differently in a bridge table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family {
+    Ip6,
+    Bridge,
+}
+
+/// Add `chains` and their rules to `table`. Regular chains must exist before a rule jumps to
+/// them, so all chains come first.
+fn add_chains(
+    batch: &mut Batch,
+    table: &Table,
+    chains: &[crate::ruleset::Chain],
+    sets: &[SetRef<'_>],
+    family: Family,
+) -> Result<(), NftError> {
+    let mut nft_chains = Vec::new();
+    for chain in chains {
+        let mut nft_chain = nftnl::Chain::new(c_string(&chain.name)?, table);
         if let Some(hook) = chain.hook {
             let (nft_hook, chain_type, priority) = hook_parts(hook);
             nft_chain.set_hook(nft_hook, priority);
@@ -63,15 +95,15 @@ pub fn build_batch(ruleset: &Ruleset) -> Result<FinalizedBatch, NftError> {
             nft_chain.set_policy(nftnl::Policy::Accept);
         }
         batch.add(&nft_chain, MsgType::Add);
-        chains.push(nft_chain);
+        nft_chains.push(nft_chain);
     }
-    for (chain, nft_chain) in ruleset.chains.iter().zip(&chains) {
+    for (chain, nft_chain) in chains.iter().zip(&nft_chains) {
         for rule in &chain.rules {
-            let nft_rule = build_rule(rule, nft_chain, &sets)?;
+            let nft_rule = build_rule(rule, nft_chain, sets, family)?;
             batch.add(&nft_rule, MsgType::Add);
         }
     }
-    Ok(batch.finalize())
+    Ok(())
 }
 
 /// A table with a comment (nftnl's `Table` cannot carry one): the comment names the plan the
@@ -148,8 +180,8 @@ impl Drop for CommentedTable {
     }
 }
 
-/// Hook, chain type and priority, as nft's `priority filter` (0), `dstnat` (-100) and
-/// `srcnat` (100).
+/// Hook, chain type and priority, as nft's `priority filter` (0; -200 in family bridge),
+/// `dstnat` (-100) and `srcnat` (100).
 fn hook_parts(hook: Hook) -> (nftnl::Hook, nftnl::ChainType, i32) {
     match hook {
         Hook::ForwardFilter => (nftnl::Hook::Forward, nftnl::ChainType::Filter, 0),
@@ -157,6 +189,7 @@ fn hook_parts(hook: Hook) -> (nftnl::Hook, nftnl::ChainType, i32) {
         Hook::PreroutingNat => (nftnl::Hook::PreRouting, nftnl::ChainType::Nat, -100),
         Hook::OutputNat => (nftnl::Hook::Out, nftnl::ChainType::Nat, -100),
         Hook::PostroutingNat => (nftnl::Hook::PostRouting, nftnl::ChainType::Nat, 100),
+        Hook::BridgePrerouting => (nftnl::Hook::PreRouting, nftnl::ChainType::Filter, -200),
     }
 }
 
@@ -411,10 +444,11 @@ fn build_rule<'a>(
     rule: &Rule,
     chain: &'a nftnl::Chain<'a>,
     sets: &[SetRef<'_>],
+    family: Family,
 ) -> Result<nftnl::Rule<'a>, NftError> {
     let mut nft_rule = nftnl::Rule::new(chain);
     for m in &rule.matches {
-        for expr in match_exprs(m, sets)? {
+        for expr in match_exprs(m, sets, family)? {
             nft_rule.add_expr(&expr);
         }
     }
@@ -472,7 +506,7 @@ fn add_action(
     Ok(())
 }
 
-fn match_exprs(m: &Match, sets: &[SetRef<'_>]) -> Result<Vec<RawExpr>, NftError> {
+fn match_exprs(m: &Match, sets: &[SetRef<'_>], family: Family) -> Result<Vec<RawExpr>, NftError> {
     let reg1 = libc::NFT_REG_1 as u32;
     Ok(match m {
         Match::InInterface(name) => vec![
@@ -487,6 +521,20 @@ fn match_exprs(m: &Match, sets: &[SetRef<'_>]) -> Result<Vec<RawExpr>, NftError>
             RawExpr::meta(libc::NFT_META_OIFNAME as u32, reg1),
             interface_cmp(libc::NFT_CMP_NEQ as u32, name)?,
         ],
+        Match::InInterfaceNot(name) => vec![
+            RawExpr::meta(libc::NFT_META_IIFNAME as u32, reg1),
+            interface_cmp(libc::NFT_CMP_NEQ as u32, name)?,
+        ],
+        Match::HopLimit(limit) => vec![
+            RawExpr::payload(
+                libc::NFT_PAYLOAD_NETWORK_HEADER as u32,
+                IPV6_HOPLIMIT_OFFSET,
+                1,
+                reg1,
+            ),
+            RawExpr::cmp(libc::NFT_CMP_EQ as u32, &[*limit]),
+        ],
+        Match::EtherType(ether_type) => ether_type_exprs(ether_type.number()),
         Match::EstablishedOrRelated => {
             let states = nftnl::expr::ct::States::ESTABLISHED | nftnl::expr::ct::States::RELATED;
             ct_bits(libc::NFT_CT_STATE as u32, states.bits())
@@ -495,7 +543,15 @@ fn match_exprs(m: &Match, sets: &[SetRef<'_>]) -> Result<Vec<RawExpr>, NftError>
             libc::NFT_CT_STATUS as u32,
             nftnl::expr::ct::ConntrackStatus::DST_NAT.bits(),
         ),
-        Match::Icmpv6Type(t) => icmpv6_type(*t),
+        Match::Icmpv6Type(t) => {
+            // In a bridge table nft first checks that the frame carries IPv6 at all.
+            let mut exprs = match family {
+                Family::Ip6 => Vec::new(),
+                Family::Bridge => ether_type_exprs(ETH_P_IPV6),
+            };
+            exprs.extend(icmpv6_type(*t));
+            exprs
+        }
         Match::SourceIn(net) => source_prefix(net)?,
         Match::DestinationNot(address) => vec![
             RawExpr::payload(
@@ -514,7 +570,12 @@ fn match_exprs(m: &Match, sets: &[SetRef<'_>]) -> Result<Vec<RawExpr>, NftError>
     })
 }
 
+const IPV6_HOPLIMIT_OFFSET: u32 = 7;
 const IPV6_SADDR_OFFSET: u32 = 8;
+/// `ether type`: two bytes at offset 12 of the link-layer header (with a VLAN tag the kernel
+/// keeps aside, nft reads the tag's EtherType there, as on the wire).
+const ETHER_TYPE_OFFSET: u32 = 12;
+const ETH_P_IPV6: u16 = 0x86dd;
 const IPV6_DADDR_OFFSET: u32 = 24;
 const TH_DPORT_OFFSET: u32 = 2;
 /// The route type of an address assigned to this host.
@@ -534,6 +595,19 @@ fn interface_cmp(op: u32, name: &InterfaceName) -> Result<RawExpr, NftError> {
     data[..text.len()].copy_from_slice(text.as_bytes());
     let len = if exact { IFNAMSIZ } else { text.len() };
     Ok(RawExpr::cmp(op, &data[..len]))
+}
+
+/// `ether type T`: the link-layer header's EtherType, in network byte order.
+fn ether_type_exprs(number: u16) -> Vec<RawExpr> {
+    vec![
+        RawExpr::payload(
+            libc::NFT_PAYLOAD_LL_HEADER as u32,
+            ETHER_TYPE_OFFSET,
+            2,
+            libc::NFT_REG_1 as u32,
+        ),
+        RawExpr::cmp(libc::NFT_CMP_EQ as u32, &number.to_be_bytes()),
+    ]
 }
 
 /// `ct state ...` / `ct status ...`: load, mask the bits, compare with zero.

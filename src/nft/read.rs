@@ -146,6 +146,10 @@ pub fn verify(expected: &Ruleset, check: RuleCheck) -> Result<Verified, NftError
         });
     };
     let mut problems = Vec::new();
+    let bridge_held = held.keys().any(|chain| chain.starts_with("bridge "));
+    if !expected.bridge_chains.is_empty() && !bridge_held {
+        problems.push(format!("table bridge {} is missing", expected.table));
+    }
     let mut counted_only = None;
     if table.dormant {
         problems.push(format!(
@@ -222,11 +226,12 @@ fn rule_problems(
     }
 }
 
-/// Every rule of table `ip6 TABLE` as the kernel holds it, by chain, or `None` when the table
-/// is missing.
+/// Every rule of tables `ip6 TABLE` and `bridge TABLE` as the kernel holds them, by chain, or
+/// `None` when no such table exists. One dump of every family, filtered by table name.
 pub fn read_rules(table: &str) -> Result<Option<ChainRules>, NftError> {
     let name = c_string(table)?;
-    let request = dump_request(libc::NFT_MSG_GETRULE as u16, |header| {
+    let any_family = libc::NFPROTO_UNSPEC as u16;
+    let request = dump_request(libc::NFT_MSG_GETRULE as u16, any_family, |header| {
         // SAFETY: a fresh rule object carries only the table filter; it is freed here.
         unsafe {
             let rule = sys::nftnl_rule_alloc();
@@ -234,11 +239,6 @@ pub fn read_rules(table: &str) -> Result<Option<ChainRules>, NftError> {
                 return;
             }
             sys::nftnl_rule_set_str(rule, sys::NFTNL_RULE_TABLE as u16, name.as_ptr());
-            sys::nftnl_rule_set_u32(
-                rule,
-                sys::NFTNL_RULE_FAMILY as u16,
-                libc::NFPROTO_IPV6 as u32,
-            );
             sys::nftnl_rule_nlmsg_build_payload(header, rule);
             sys::nftnl_rule_free(rule);
         }
@@ -283,7 +283,7 @@ pub fn read_elements(table: &str, set: &NamedSet) -> Result<Option<Elements>, Nf
             libc::NFPROTO_IPV6 as u32,
         );
     }
-    let request = dump_request(libc::NFT_MSG_GETSETELEM as u16, |header| {
+    let request = dump_request(libc::NFT_MSG_GETSETELEM as u16, IPV6, |header| {
         // SAFETY: the set object is valid and names the set to dump.
         unsafe { sys::nftnl_set_elems_nlmsg_build_payload(header, holder.0) }
     });
@@ -357,15 +357,17 @@ unsafe fn elem_bytes(elem: *mut sys::nftnl_set_elem, attr: u32) -> Vec<u8> {
     }
 }
 
-/// A dump request (`NLM_F_DUMP`) of `msg_type` for family ip6, its payload written by `payload`.
-fn dump_request(msg_type: u16, payload: impl FnOnce(*mut libc::nlmsghdr)) -> Vec<u8> {
+const IPV6: u16 = libc::NFPROTO_IPV6 as u16;
+
+/// A dump request (`NLM_F_DUMP`) of `msg_type` for `family`, its payload written by `payload`.
+fn dump_request(msg_type: u16, family: u16, payload: impl FnOnce(*mut libc::nlmsghdr)) -> Vec<u8> {
     let mut buffer = vec![0u8; nftnl::nft_nlmsg_maxsize() as usize];
     // SAFETY: the buffer is nft_nlmsg_maxsize bytes, enough for one header and payload.
     let length = unsafe {
         let header = sys::nftnl_nlmsg_build_hdr(
             buffer.as_mut_ptr().cast(),
             msg_type,
-            libc::NFPROTO_IPV6 as u16,
+            family,
             libc::NLM_F_DUMP as u16,
             1,
         );

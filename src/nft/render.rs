@@ -1,9 +1,9 @@
 //! Ruleset -> nft text: the dry run.
 //!
-//! The table block is written exactly as `nft list table ip6 v6guard` prints what `apply`
-//! installed (set elements aside, which the kernel lists in hash order). Before it come the
-//! two commands that make `nft -f` replace the table atomically, the same transaction `apply`
-//! sends over netlink. So `v6guard render | nft -f -` and `v6guard apply` leave the same
+//! Each table block is written exactly as `nft list table ip6 v6guard` (and `nft list table
+//! bridge v6guard`) prints what `apply` installed (set elements aside, which the kernel lists
+//! in hash order). Before each come the two commands that make `nft -f` replace the table, and
+//! `nft -f` runs the whole file as one transaction, the same one `apply` sends over netlink. So `v6guard render | nft -f -` and `v6guard apply` leave the same
 //! kernel state, and the system tests check exactly that.
 
 use std::fmt::Write;
@@ -28,11 +28,16 @@ pub fn render_script(ruleset: &Ruleset) -> String {
         );
     }
     out.push_str(
-        "# Replace the table atomically: create it if missing, delete it, write it anew.\n",
+        "# Replace the tables atomically: create each if missing, delete it, write it anew.\n",
     );
     let _ = writeln!(out, "table ip6 {}", ruleset.table);
     let _ = writeln!(out, "delete table ip6 {}", ruleset.table);
     out.push_str(&render_table(ruleset));
+    let _ = writeln!(out, "table bridge {}", ruleset.table);
+    let _ = writeln!(out, "delete table bridge {}", ruleset.table);
+    if !ruleset.bridge_chains.is_empty() {
+        out.push_str(&render_bridge_table(ruleset));
+    }
     if !ruleset.ndp.entries.is_empty() {
         out.push_str(
             "# Beside the table, apply keeps these neighbour-discovery proxy entries (and sets\n\
@@ -60,6 +65,16 @@ pub fn render_table(ruleset: &Ruleset) -> String {
         "table ip6 {} {{\n\tcomment \"{}\"\n{}}}\n",
         ruleset.table,
         ruleset.comment(),
+        blocks.join("\n")
+    )
+}
+
+/// The bridge table block, as `nft list table bridge` prints it.
+pub fn render_bridge_table(ruleset: &Ruleset) -> String {
+    let blocks: Vec<String> = ruleset.bridge_chains.iter().map(render_chain).collect();
+    format!(
+        "table bridge {} {{\n{}}}\n",
+        ruleset.table,
         blocks.join("\n")
     )
 }
@@ -157,6 +172,7 @@ fn render_hook(hook: Hook) -> &'static str {
         Hook::PreroutingNat => "type nat hook prerouting priority dstnat; policy accept;",
         Hook::OutputNat => "type nat hook output priority -100; policy accept;",
         Hook::PostroutingNat => "type nat hook postrouting priority srcnat; policy accept;",
+        Hook::BridgePrerouting => "type filter hook prerouting priority filter; policy accept;",
     }
 }
 
@@ -178,6 +194,9 @@ fn render_match(m: &Match) -> String {
         Match::InInterface(name) => format!("iifname {}", render_interface(name)),
         Match::OutInterface(name) => format!("oifname {}", render_interface(name)),
         Match::OutInterfaceNot(name) => format!("oifname != {}", render_interface(name)),
+        Match::InInterfaceNot(name) => format!("iifname != {}", render_interface(name)),
+        Match::HopLimit(limit) => format!("ip6 hoplimit {limit}"),
+        Match::EtherType(ether_type) => format!("ether type {}", ether_type.name()),
         Match::EstablishedOrRelated => "ct state established,related".to_string(),
         Match::Dnatted => "ct status dnat".to_string(),
         Match::Icmpv6Type(t) => format!("icmpv6 type {}", t.name()),

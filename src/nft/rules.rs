@@ -34,7 +34,8 @@ pub struct RuleBytes {
     pub userdata: Vec<u8>,
 }
 
-/// Rules by chain name, each chain's rules in order.
+/// Rules by chain name (a bridge table's chains as `bridge NAME`), each chain's rules in
+/// order.
 pub type ChainRules = BTreeMap<String, Vec<RuleBytes>>;
 
 /// The kernel's form of `ruleset`'s rules: applied (without set elements) in a private
@@ -90,6 +91,8 @@ pub fn add_rule(message: &[u8], chains: &mut ChainRules) {
     let Some(payload) = message.get(NLMSG_HDRLEN + NFGENMSG_LEN..) else {
         return;
     };
+    // The first byte of the nfgenmsg header names the rule's family.
+    let bridge = message.get(NLMSG_HDRLEN) == Some(&(libc::NFPROTO_BRIDGE as u8));
     let mut chain = None;
     let mut rule = RuleBytes {
         expressions: Vec::new(),
@@ -104,7 +107,12 @@ pub fn add_rule(message: &[u8], chains: &mut ChainRules) {
         }
     }
     if let Some(chain) = chain {
-        chains.entry(chain).or_default().push(rule);
+        let key = if bridge {
+            format!("bridge {chain}")
+        } else {
+            chain
+        };
+        chains.entry(key).or_default().push(rule);
     }
 }
 

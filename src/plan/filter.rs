@@ -16,10 +16,10 @@ use std::collections::BTreeMap;
 use ipnet::Ipv6Net;
 
 use super::policy::{Resolved, exposures};
-use super::{FORWARD_CHAIN, Guarded, TO_BRIDGE_CHAIN};
+use super::{FORWARD_CHAIN, Guarded, TO_BRIDGE_CHAIN, sources};
 use crate::ruleset::{
     Action, Chain, Field, FieldType, Hook, Icmpv6Type, InterfaceName, LINKS_SET, Match, NamedSet,
-    PUBLISHED_SET, PacketField, RESTRICTED_SET, Rule,
+    PUBLISHED_SET, PacketField, RESTRICTED_SET, Rule, TRANSLATED_RESTRICTED_SET, TRANSLATED_SET,
 };
 use crate::snapshot::{Network, Snapshot};
 
@@ -46,28 +46,58 @@ fn restricted_fields() -> Vec<PacketField> {
     fields
 }
 
-/// The lookups that let traffic reach a container port: the open `published` set, and the
-/// `restricted` set (policy `allow_from`) when any container has one.
-fn exposure_lookups(sets: &ExposureSets) -> Vec<Match> {
-    let mut lookups = vec![Match::Lookup {
-        fields: service_fields(),
-        set: PUBLISHED_SET.to_string(),
-    }];
+/// `FIELDS @SET`.
+fn lookup(fields: Vec<PacketField>, set: &str) -> Match {
+    Match::Lookup {
+        fields,
+        set: set.to_string(),
+    }
+}
+
+/// The lookups that let traffic reach a container port on its own address: the open
+/// `published` set, and the `restricted` set (policy `allow_from`) when any container has one.
+fn direct_lookups(sets: &ExposureSets) -> Vec<Match> {
+    let mut lookups = vec![lookup(service_fields(), PUBLISHED_SET)];
     if !sets.restricted.elements.is_empty() {
-        lookups.push(Match::Lookup {
-            fields: restricted_fields(),
-            set: RESTRICTED_SET.to_string(),
-        });
+        lookups.push(lookup(restricted_fields(), RESTRICTED_SET));
+    }
+    lookups
+}
+
+/// The lookups that let a connection translated by DNAT reach a container port: the direct
+/// ones, and the ports reachable only through a host address.
+fn translated_lookups(sets: &ExposureSets) -> Vec<Match> {
+    let mut lookups = direct_lookups(sets);
+    if !sets.translated.elements.is_empty() {
+        lookups.push(lookup(service_fields(), TRANSLATED_SET));
+    }
+    if !sets.translated_restricted.elements.is_empty() {
+        lookups.push(lookup(restricted_fields(), TRANSLATED_RESTRICTED_SET));
     }
     lookups
 }
 
 /// The sets that say which container ports are reachable over IPv6.
 pub struct ExposureSets {
-    /// From anywhere.
+    /// On the container's address, from anywhere.
     pub published: NamedSet,
-    /// Only from the prefixes in each element (policy `allow_from`).
+    /// On the container's address, only from the prefixes in each element (`allow_from`).
     pub restricted: NamedSet,
+    /// Only through DNAT on a host address, from anywhere.
+    pub translated: NamedSet,
+    /// Only through DNAT on a host address, only from the prefixes in each element.
+    pub translated_restricted: NamedSet,
+}
+
+impl ExposureSets {
+    pub fn into_sets(self) -> [NamedSet; 4] {
+        [
+            self.published,
+            self.restricted,
+            self.translated,
+            self.translated_restricted,
+        ]
+    }
 }
 
 /// The filter chains: the base chain on the forward hook and the to-bridge chain.
@@ -80,19 +110,22 @@ pub fn chains(
 ) -> Vec<Chain> {
     vec![
         forward_chain(snapshot, guarded),
+        sources::from_container_chain(snapshot),
         to_bridge_chain(snapshot, resolved, guarded, sets, links),
     ]
 }
 
-/// Send everything headed into a Docker bridge to the to-bridge chain; keep internal
-/// networks' traffic inside their bridge.
+/// Check sources first; keep internal networks' traffic inside their bridge; send everything
+/// headed into a Docker bridge to the to-bridge chain.
 fn forward_chain(snapshot: &Snapshot, guarded: &Guarded) -> Chain {
-    let mut rules: Vec<Rule> = snapshot
-        .networks
-        .iter()
-        .filter(|n| n.internal)
-        .map(internal_egress_rule)
-        .collect();
+    let mut rules = sources::forward_rules(snapshot, guarded);
+    rules.extend(
+        snapshot
+            .networks
+            .iter()
+            .filter(|n| n.internal)
+            .map(internal_egress_rule),
+    );
     rules.extend(guarded.interfaces.iter().map(|name| {
         Rule::new(
             vec![Match::OutInterface(name.clone())],
@@ -130,14 +163,19 @@ fn to_bridge_chain(
     links: &NamedSet,
 ) -> Chain {
     let mut rules = vec![Rule::new(vec![Match::EstablishedOrRelated], Action::Accept)];
-    rules.extend(neighbour_discovery_rules());
+    let networks = sorted_networks(snapshot);
+    rules.extend(
+        networks
+            .iter()
+            .filter(|n| !resolved.network(n).icc)
+            .flat_map(|n| neighbour_discovery_rules(n)),
+    );
     rules.extend(links_rule(snapshot, links));
     rules.extend(
-        exposure_lookups(sets)
+        translated_lookups(sets)
             .into_iter()
             .map(translated_exposure_rule),
     );
-    let networks = sorted_networks(snapshot);
     rules.extend(networks.iter().map(|n| icc_rule(n, resolved)));
     rules.extend(
         networks
@@ -146,7 +184,7 @@ fn to_bridge_chain(
             .map(|n| internal_ingress_rule(n)),
     );
     rules.extend(guarded.interfaces.iter().map(isolation_rule));
-    rules.extend(exposure_lookups(sets).into_iter().map(|lookup| {
+    rules.extend(direct_lookups(sets).into_iter().map(|lookup| {
         Rule::new(vec![lookup], Action::Accept).comment("published container ports")
     }));
     rules.push(Rule::new(
@@ -165,13 +203,27 @@ fn to_bridge_chain(
     }
 }
 
-/// Neighbour solicitations and advertisements between containers on one bridge always pass,
-/// even with ICC off: dropping them breaks nothing ICC protects but would break links
-/// (libnetwork#2626 is what dropping NDP did to Docker's own IPv6 rules).
-fn neighbour_discovery_rules() -> Vec<Rule> {
+/// Neighbour solicitations and advertisements between containers on one bridge pass even
+/// with ICC off: dropping them breaks nothing ICC protects but would break links
+/// (libnetwork#2626 is what dropping NDP did to Docker's own IPv6 rules). Only within the
+/// bridge and only with hop limit 255, which a routed packet can no longer carry (RFC 4861):
+/// NDP is not a channel into another network or an internal one. (With ICC on, the ICC
+/// accept lets the bridge's own traffic through anyway.)
+fn neighbour_discovery_rules(network: &Network) -> Vec<Rule> {
+    let bridge = InterfaceName::Exact(network.bridge.clone());
     [Icmpv6Type::NeighborSolicit, Icmpv6Type::NeighborAdvert]
         .into_iter()
-        .map(|t| Rule::new(vec![Match::Icmpv6Type(t)], Action::Accept))
+        .map(|t| {
+            Rule::new(
+                vec![
+                    Match::InInterface(bridge.clone()),
+                    Match::OutInterface(bridge.clone()),
+                    Match::HopLimit(255),
+                    Match::Icmpv6Type(t),
+                ],
+                Action::Accept,
+            )
+        })
         .collect()
 }
 
@@ -260,22 +312,32 @@ fn isolation_rule(from: &InterfaceName) -> Rule {
 
 /// Every (container IPv6 address, protocol, container port) reachable over IPv6 on the
 /// network that carries the container's port mappings: published bindings and policy
-/// `expose` ports, minus policy `deny`. Ports with an `allow_from` go to the restricted set,
-/// one element per allowed prefix.
+/// `expose` ports, minus policy `deny`. Ports with an `allow_from` go to the restricted sets,
+/// one element per allowed prefix; ports reachable only through a host address go to the
+/// translated sets.
 pub fn exposure_sets(snapshot: &Snapshot, resolved: &Resolved) -> ExposureSets {
-    let mut published = NamedSet::set(PUBLISHED_SET, service_types());
     let mut restricted_key = service_types();
     restricted_key.push(FieldType::Prefix);
-    let mut restricted = NamedSet::interval_set(RESTRICTED_SET, restricted_key);
+    let mut sets = ExposureSets {
+        published: NamedSet::set(PUBLISHED_SET, service_types()),
+        restricted: NamedSet::interval_set(RESTRICTED_SET, restricted_key.clone()),
+        translated: NamedSet::set(TRANSLATED_SET, service_types()),
+        translated_restricted: NamedSet::interval_set(TRANSLATED_RESTRICTED_SET, restricted_key),
+    };
     for exposure in exposures(snapshot, resolved) {
         let service = vec![
             Field::Address(exposure.address),
             Field::Protocol(exposure.protocol),
             Field::Port(exposure.port),
         ];
+        let (open, restricted) = if exposure.direct {
+            (&mut sets.published, &mut sets.restricted)
+        } else {
+            (&mut sets.translated, &mut sets.translated_restricted)
+        };
         match &exposure.allow_from {
             None => {
-                published.elements.insert(service, Vec::new());
+                open.elements.insert(service, Vec::new());
             }
             Some(prefixes) => {
                 // Nested or adjacent prefixes would overlap in the interval set, which the
@@ -288,15 +350,21 @@ pub fn exposure_sets(snapshot: &Snapshot, resolved: &Resolved) -> ExposureSets {
             }
         }
     }
-    // A port both published openly and restricted (two bindings of one port) is open.
-    let open: Vec<Vec<Field>> = published.elements.keys().cloned().collect();
-    restricted
+    // What a wider set admits is left out of the narrower ones (the wider set's rule comes
+    // first, so this changes no verdict, only the element count): a port both published
+    // openly and restricted (two bindings of one port) is open, and a port reachable directly
+    // is reachable through a host address too.
+    let service = |key: &Vec<Field>| key[..3].to_vec();
+    let published = &sets.published.elements;
+    let translated = &mut sets.translated.elements;
+    sets.restricted
         .elements
-        .retain(|key, _| !open.iter().any(|service| key.starts_with(service)));
-    ExposureSets {
-        published,
-        restricted,
-    }
+        .retain(|key, _| !published.contains_key(&service(key)));
+    translated.retain(|key, _| !published.contains_key(key));
+    sets.translated_restricted.elements.retain(|key, _| {
+        !published.contains_key(&service(key)) && !translated.contains_key(&service(key))
+    });
+    sets
 }
 
 /// (parent address, child address, protocol, port) for every `--link` on a bridge with ICC

@@ -4,14 +4,18 @@
 //! - `filter`: ICC, isolation, publish-only exposure, internal networks, links;
 //! - `nat`: published ports on the host's IPv6 addresses, hairpin, NAT66;
 //! - `published`: which container address each published port reaches (shared by both);
+//! - `sources`: the source address of a packet belongs to where it came from;
+//! - `layer2`: the bridge table (VLAN-tagged frames, router advertisements from containers);
 //! - `standdown`: whether Docker already firewalls IPv6 here.
 
 mod filter;
+mod layer2;
 mod nat;
 mod ndp;
 mod policy;
 mod proxy;
 mod published;
+mod sources;
 mod standdown;
 
 pub use nat::nat66_enabled;
@@ -43,6 +47,9 @@ pub struct PlanOptions {
     /// NAT66 for global subnets whose network has masquerading on. Off by default: global
     /// prefixes are routable and translating them hides containers' real addresses.
     pub nat66_gua: bool,
+    /// Name prefixes of the bridge ports containers are plugged into (Docker's host-side
+    /// veth names), for the Layer 2 guard (`layer2`).
+    pub container_port_prefixes: Vec<String>,
 }
 
 impl Default for PlanOptions {
@@ -52,6 +59,7 @@ impl Default for PlanOptions {
             bridge_names: vec!["docker0".to_string()],
             nat66_ula: true,
             nat66_gua: false,
+            container_port_prefixes: vec!["veth".to_string()],
         }
     }
 }
@@ -104,16 +112,13 @@ pub fn plan(snapshot: &Snapshot, inputs: &PlanInputs) -> Ruleset {
         ndp: ndp::proxies(snapshot, &resolved),
         needs_bridge_netfilter,
         table: TABLE_NAME.to_string(),
-        sets: vec![
-            exposure.published,
-            exposure.restricted,
-            links,
-            dnat_any,
-            dnat_host,
-            host_closed,
-            host_allowed,
-        ],
+        sets: exposure
+            .into_sets()
+            .into_iter()
+            .chain([links, dnat_any, dnat_host, host_closed, host_allowed])
+            .collect(),
         chains,
+        bridge_chains: layer2::chains(options),
     }
 }
 

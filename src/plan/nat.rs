@@ -15,12 +15,13 @@
 //! Link-local sources are never translated (as Docker 28). Published port ranges are one map
 //! element per port, so the rule count stays independent of the number of ports.
 
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::Ipv6Addr;
 
 use ipnet::Ipv6Net;
 
 use super::policy::{NetworkRules, Resolved, dnat_allowed};
 use super::published::publications;
+use super::sources::LINK_LOCAL;
 use super::{Guarded, PlanOptions};
 use crate::ruleset::{
     Action, Chain, DNAT_ANY_MAP, DNAT_HOST_MAP, Field, FieldType, Hook, InterfaceName, Match,
@@ -32,12 +33,6 @@ pub const PREROUTING_CHAIN: &str = "prerouting";
 pub const OUTPUT_CHAIN: &str = "output";
 pub const DNAT_CHAIN: &str = "published-dnat";
 pub const POSTROUTING_CHAIN: &str = "postrouting";
-
-/// `fe80::/10`: link-local sources are never translated.
-const LINK_LOCAL: Ipv6Net = match Ipv6Net::new(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0), 10) {
-    Ok(net) => net,
-    Err(_) => panic!("fe80::/10 is a valid prefix"),
-};
 
 /// The DNAT maps: bindings on all addresses keyed by protocol . port, bindings on one host
 /// address keyed by address . protocol . port; both map to container address . port.
@@ -66,13 +61,13 @@ pub fn dnat_maps(snapshot: &Snapshot, resolved: &Resolved) -> (NamedSet, NamedSe
             Field::Protocol(binding.protocol),
             Field::Port(binding.host_port),
         ];
-        let (map, key) = match binding.host_ip {
-            Some(IpAddr::V6(host_ip)) if !host_ip.is_unspecified() => {
+        let (map, key) = match binding.host_ipv6() {
+            Some(host_ip) => {
                 let mut key = vec![Field::Address(host_ip)];
                 key.extend(service);
                 (&mut host, key)
             }
-            _ => (&mut any, service.to_vec()),
+            None => (&mut any, service.to_vec()),
         };
         // Docker never binds one host port twice; should a snapshot say so, the first
         // container (by name) keeps it and the map stays valid.

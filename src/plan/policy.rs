@@ -153,6 +153,9 @@ pub struct Exposure<'a> {
     pub port: u16,
     /// `None`: from anywhere. `Some`: only from these prefixes (possibly none).
     pub allow_from: Option<Vec<Ipv6Net>>,
+    /// Reachable on the container's own address. `false`: only through DNAT on a host
+    /// address (a binding on one host address: the operator narrowed exposure to it).
+    pub direct: bool,
     /// Why the port is open: a published binding, or the policy's `expose`.
     pub cause: Cause<'a>,
 }
@@ -176,6 +179,7 @@ pub fn exposures<'a>(snapshot: &'a Snapshot, resolved: &Resolved) -> Vec<Exposur
             protocol: p.binding.protocol,
             port: p.binding.container_port,
             allow_from: allowed_sources(resolved, p.container),
+            direct: !p.binding.on_one_host_address(),
             cause: Cause::Published(p.binding),
         })
         .collect();
@@ -196,6 +200,7 @@ pub fn exposures<'a>(snapshot: &'a Snapshot, resolved: &Resolved) -> Vec<Exposur
                         protocol: spec.protocol,
                         port,
                         allow_from: policy.allow_from.clone(),
+                        direct: true,
                         cause: Cause::Exposed,
                     }),
             );

@@ -8,8 +8,6 @@
 //! also closed (or limited) on the host's input hook. Loopback stays open: the host's own
 //! health checks on `[::1]` are not "over IPv6 from somewhere".
 
-use std::net::IpAddr;
-
 use ipnet::Ipv6Net;
 
 use super::policy::{Resolved, dnat_allowed};
@@ -50,7 +48,11 @@ pub fn host_port_sets(snapshot: &Snapshot, resolved: &Resolved) -> (NamedSet, Na
     for publication in publications(snapshot) {
         let binding = publication.binding;
         let host_port = vec![
-            Field::Prefix(listening_range(binding.host_ip)),
+            Field::Prefix(
+                binding
+                    .host_ipv6()
+                    .map_or_else(Ipv6Net::default, Ipv6Net::from),
+            ),
             Field::Protocol(binding.protocol),
             Field::Port(binding.host_port),
         ];
@@ -73,14 +75,6 @@ pub fn host_port_sets(snapshot: &Snapshot, resolved: &Resolved) -> (NamedSet, Na
         closed.elements.insert(host_port, Vec::new());
     }
     (closed, allowed)
-}
-
-/// The host addresses a binding listens on: all (`::/0`) or one.
-fn listening_range(host_ip: Option<IpAddr>) -> Ipv6Net {
-    match host_ip {
-        Some(IpAddr::V6(address)) if !address.is_unspecified() => Ipv6Net::from(address),
-        _ => Ipv6Net::default(),
-    }
 }
 
 /// The input chain, only when some host port is closed or limited: loopback and replies to

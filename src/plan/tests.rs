@@ -60,6 +60,7 @@ fn custom_bridge_names_are_guarded_explicitly() {
     let ruleset = plan(&lab_snapshot(), &PlanInputs::default());
     let targets: Vec<&Match> = rules_in(&ruleset, FORWARD_CHAIN)
         .iter()
+        .filter(|r| r.action == Action::Jump(TO_BRIDGE_CHAIN.to_string()))
         .map(|r| &r.matches[0])
         .collect();
     assert_eq!(
@@ -310,7 +311,10 @@ fn internal_networks_keep_traffic_inside_their_bridge() {
     assert!(
         comments(&ruleset, TO_BRIDGE_CHAIN).contains(&"internal network custom: no ingress".into())
     );
-    let egress = &rules_in(&ruleset, FORWARD_CHAIN)[0];
+    let egress = rules_in(&ruleset, FORWARD_CHAIN)
+        .iter()
+        .find(|r| r.comment.as_deref() == Some("internal network custom: no egress"))
+        .unwrap();
     assert_eq!(
         egress.matches,
         vec![

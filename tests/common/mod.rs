@@ -491,7 +491,16 @@ pub fn eventually(timeout: Duration, mut probe: impl FnMut() -> bool) -> bool {
 
 /// `nft list table ip6 v6guard` in the current namespace, if the table exists.
 pub fn list_table(netns: Option<&Netns>) -> Option<String> {
-    let args = ["list", "table", "ip6", "v6guard"];
+    list_family_table(netns, "ip6")
+}
+
+/// `nft list table bridge v6guard` (the Layer 2 guard), if the table exists.
+pub fn list_bridge_table(netns: Option<&Netns>) -> Option<String> {
+    list_family_table(netns, "bridge")
+}
+
+fn list_family_table(netns: Option<&Netns>, family: &str) -> Option<String> {
+    let args = ["list", "table", family, "v6guard"];
     let out = match netns {
         Some(ns) => ns.exec("nft", &args),
         None => run("nft", &args),
@@ -501,13 +510,19 @@ pub fn list_table(netns: Option<&Netns>) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// The kernel's own bytes for v6guard's table: `nft --debug=netlink list table` prints every
-/// expression with its registers and data, and every set element's key and value bytes.
-/// Element lines are sorted (hash order differs between two equal sets).
+/// The kernel's own bytes for v6guard's tables (ip6, then bridge): `nft --debug=netlink list
+/// table` prints every expression with its registers and data, and every set element's key
+/// and value bytes. Element lines are sorted (hash order differs between two equal sets).
 pub fn netlink_listing(netns: &Netns) -> String {
+    ["ip6", "bridge"]
+        .map(|family| family_netlink_listing(netns, family))
+        .join("\n")
+}
+
+fn family_netlink_listing(netns: &Netns, family: &str) -> String {
     let out = netns.exec(
         "nft",
-        &["--debug=netlink", "list", "table", "ip6", "v6guard"],
+        &["--debug=netlink", "list", "table", family, "v6guard"],
     );
     assert!(
         out.status.success(),
