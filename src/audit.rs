@@ -26,6 +26,8 @@ pub struct Reachable {
     pub sources: Option<Vec<Ipv6Net>>,
     /// Host addresses and ports that lead to it (DNAT), as `[::]:8080` or `[2001:db8::1]:80`.
     pub host_ports: Vec<String>,
+    /// Reachable on the container's own address too, not only through `host_ports`.
+    pub direct: bool,
     pub why: String,
 }
 
@@ -62,6 +64,7 @@ pub fn audit(snapshot: &Snapshot, inputs: &PlanInputs) -> Audit {
                 && r.port == exposure.port
         }) {
             entry.host_ports.extend(host_port);
+            entry.direct |= exposure.direct;
             continue;
         }
         let why = match exposure.cause {
@@ -79,6 +82,7 @@ pub fn audit(snapshot: &Snapshot, inputs: &PlanInputs) -> Audit {
             port: exposure.port,
             sources: exposure.allow_from.clone(),
             host_ports: host_port.into_iter().collect(),
+            direct: exposure.direct,
             why,
         });
     }
@@ -246,10 +250,10 @@ pub fn render_text(audit: &Audit, enforcement: &Enforcement) -> String {
                 .collect::<Vec<_>>()
                 .join(", "),
         };
-        let via = if r.host_ports.is_empty() {
-            "its own address".to_string()
-        } else {
-            format!("its own address and host {}", r.host_ports.join(", "))
+        let via = match (r.direct, r.host_ports.is_empty()) {
+            (true, true) => "its own address".to_string(),
+            (true, false) => format!("its own address and host {}", r.host_ports.join(", ")),
+            (false, _) => format!("host {} only", r.host_ports.join(", ")),
         };
         let _ = writeln!(
             out,

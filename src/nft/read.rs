@@ -227,11 +227,23 @@ fn rule_problems(
 }
 
 /// Every rule of tables `ip6 TABLE` and `bridge TABLE` as the kernel holds them, by chain, or
-/// `None` when no such table exists. One dump of every family, filtered by table name.
+/// `None` when the ip6 table is missing. One dump per family: the kernel ends a rule dump
+/// filtered by table name after the first table of that name, whatever the family.
 pub fn read_rules(table: &str) -> Result<Option<ChainRules>, NftError> {
+    let mut chains = ChainRules::new();
+    for family in [libc::NFPROTO_IPV6, libc::NFPROTO_BRIDGE] {
+        let found = dump_rules(table, family as u16, &mut chains)?;
+        if !found && family == libc::NFPROTO_IPV6 {
+            return Ok(None);
+        }
+    }
+    Ok(Some(chains))
+}
+
+/// Add the rules of table `FAMILY TABLE` to `chains`; false when the table is missing.
+fn dump_rules(table: &str, family: u16, chains: &mut ChainRules) -> Result<bool, NftError> {
     let name = c_string(table)?;
-    let any_family = libc::NFPROTO_UNSPEC as u16;
-    let request = dump_request(libc::NFT_MSG_GETRULE as u16, any_family, |header| {
+    let request = dump_request(libc::NFT_MSG_GETRULE as u16, family, |header| {
         // SAFETY: a fresh rule object carries only the table filter; it is freed here.
         unsafe {
             let rule = sys::nftnl_rule_alloc();
@@ -239,14 +251,14 @@ pub fn read_rules(table: &str) -> Result<Option<ChainRules>, NftError> {
                 return;
             }
             sys::nftnl_rule_set_str(rule, sys::NFTNL_RULE_TABLE as u16, name.as_ptr());
+            sys::nftnl_rule_set_u32(rule, sys::NFTNL_RULE_FAMILY as u16, u32::from(family));
             sys::nftnl_rule_nlmsg_build_payload(header, rule);
             sys::nftnl_rule_free(rule);
         }
     });
-    let mut chains = ChainRules::new();
-    match run_dump(&request, rule_message, &mut chains) {
-        Ok(()) => Ok(Some(chains)),
-        Err(NftError::Receive(e)) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+    match run_dump(&request, rule_message, chains) {
+        Ok(()) => Ok(true),
+        Err(NftError::Receive(e)) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
         Err(e) => Err(e),
     }
 }
