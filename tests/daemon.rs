@@ -416,6 +416,29 @@ fn a_deleted_table_comes_back() {
     );
 }
 
+/// The Layer 2 guard is the second table: deleting it alone (an attacker with the host's
+/// nft, a careless script) is drift too, and it comes back.
+#[test]
+fn a_deleted_bridge_table_comes_back() {
+    let Some(_lock) = system_lock() else { return };
+    let _table = TableGuard::clean();
+    let daemon = Daemon::start("drift-l2", &[]);
+    let before = list_bridge_table(None).expect("bridge table installed");
+
+    run_ok("nft", &["delete", "table", "bridge", "v6guard"]);
+    assert!(
+        eventually(READY, || list_bridge_table(None).is_some()),
+        "the bridge table comes back:\n{}",
+        daemon.log()
+    );
+    assert_eq!(
+        normalize_listing(&list_bridge_table(None).expect("table")),
+        normalize_listing(&before),
+        "restored exactly"
+    );
+    assert!(list_table(None).is_some(), "the ip6 table stayed throughout");
+}
+
 /// Something keeps deleting the table: past the restore limit (5 a minute) the daemon stops
 /// answering each deletion at once, so two tools do not spin, but the periodic verify still
 /// puts the table back every time.
