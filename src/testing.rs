@@ -24,6 +24,7 @@ pub fn network(id: &str, name: &str, bridge: &str, icc: bool) -> Network {
         masquerade: true,
         internal: false,
         host_ipv6: None,
+        gateway_mode_ipv6: None,
     }
 }
 

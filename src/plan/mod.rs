@@ -23,7 +23,7 @@ use std::collections::BTreeSet;
 
 use crate::config::{Defaults, Policy};
 use crate::ruleset::{InterfaceName, Ruleset, TABLE_NAME};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{GatewayMode, Snapshot};
 
 /// The base chain on the forward hook.
 pub const FORWARD_CHAIN: &str = "forward";
@@ -43,6 +43,8 @@ pub struct PlanOptions {
     /// NAT66 for global subnets whose network has masquerading on. Off by default: global
     /// prefixes are routable and translating them hides containers' real addresses.
     pub nat66_gua: bool,
+    /// `defaults.gateway_mode`: the mode for networks neither Docker nor a policy sets.
+    pub gateway_mode: Option<GatewayMode>,
 }
 
 impl Default for PlanOptions {
@@ -52,6 +54,7 @@ impl Default for PlanOptions {
             bridge_names: vec!["docker0".to_string()],
             nat66_ula: true,
             nat66_gua: false,
+            gateway_mode: None,
         }
     }
 }
@@ -63,6 +66,7 @@ impl PlanOptions {
         let mut options = PlanOptions {
             nat66_ula: defaults.nat66_ula,
             nat66_gua: defaults.nat66_gua,
+            gateway_mode: defaults.gateway_mode,
             ..PlanOptions::default()
         };
         if !defaults.fail_closed {
