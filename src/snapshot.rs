@@ -287,6 +287,17 @@ pub struct Container {
     pub name: String,
     #[serde(default)]
     pub labels: std::collections::BTreeMap<String, String>,
+    /// The `v6guard.*` labels of the container's image (`Config.Labels` of its image
+    /// inspect). Docker copies an image's labels into every container made from it, so a
+    /// container label with the image's value may have been chosen by the image's author,
+    /// not by whoever ran the container; such a label may narrow but never widen.
+    #[serde(default)]
+    pub image_labels: std::collections::BTreeMap<String, String>,
+    /// Whether `image_labels` is what the image holds. False when the image could not be
+    /// inspected, or the snapshot was saved before image labels were read: then every
+    /// `v6guard.*` label counts as possibly the image's (fail closed).
+    #[serde(default)]
+    pub image_labels_known: bool,
     pub endpoints: Vec<Endpoint>,
     pub ports: Vec<PortBinding>,
     /// Every port the container exposes (`EXPOSE`, `--expose`, and published ones).
@@ -360,6 +371,20 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(network.gateway_mode_ipv6, None);
+    }
+
+    #[test]
+    fn snapshots_saved_before_image_labels_load_with_them_unknown() {
+        let container: Container = serde_json::from_value(serde_json::json!({
+            "id": "c", "name": "web", "labels": {"v6guard.expose": "81"},
+            "endpoints": [], "ports": []
+        }))
+        .unwrap();
+        assert!(container.image_labels.is_empty());
+        assert!(
+            !container.image_labels_known,
+            "unknown image labels fail closed"
+        );
     }
 
     #[test]

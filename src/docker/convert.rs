@@ -190,6 +190,10 @@ pub fn container_from_summary(api: &ContainerSummary) -> Option<Container> {
         id,
         name,
         labels,
+        // Filled in by the reader, which inspects each image once; until then unknown, so
+        // no label may widen.
+        image_labels: BTreeMap::new(),
+        image_labels_known: false,
         endpoints,
         ports,
         exposed,
@@ -324,6 +328,10 @@ mod tests {
         assert_eq!(
             c.labels.get("v6guard.expose").map(String::as_str),
             Some("81/tcp")
+        );
+        assert!(
+            !c.image_labels_known,
+            "the image is not inspected yet: its labels are unknown"
         );
     }
 }
