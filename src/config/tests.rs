@@ -61,7 +61,7 @@ fn every_key_parses() {
         "docker_host: unix:///run/docker.sock\n\
          daemon_json: /etc/docker/daemon.json\n\
          defaults:\n  nat66_ula: false\n  nat66_gua: true\n  fail_closed: false\n\
-         \x20 gateway_mode: nat-unprotected\n\
+         \x20 labels_may_expose: true\n  gateway_mode: nat-unprotected\n\
          resync_interval: 5m\n\
          metrics_listen: \"[::1]:9723\"\n\
          log_format: json\n",
@@ -81,6 +81,7 @@ fn every_key_parses() {
             nat66_ula: false,
             nat66_gua: true,
             fail_closed: false,
+            labels_may_expose: true,
             gateway_mode: Some(GatewayMode::NatUnprotected),
         }
     );
@@ -97,23 +98,32 @@ fn every_key_parses() {
 }
 
 #[test]
-fn the_gateway_mode_is_v6guards_own_by_default() {
+fn labels_only_narrow_and_the_gateway_mode_is_v6guards_own_by_default() {
     let defaults = Config::default().defaults;
+    assert!(!defaults.labels_may_expose);
     assert_eq!(defaults.gateway_mode, None);
 }
 
 #[test]
 fn new_defaults_are_validated_with_their_place() {
     assert_eq!(
-        rejected("defaults:\n  gateway_mode: nat_unprotected\n  gateway_mod: nat\n"),
+        rejected(
+            "defaults:\n  labels_may_expose: \"yes\"\n  gateway_mode: nat_unprotected\n\
+             \x20 labels_may_expos: true\n"
+        ),
         [
             format!(
-                "{FILE}:2:17: defaults.gateway_mode: `nat_unprotected` is not a gateway mode; \
+                "{FILE}:2:22: defaults.labels_may_expose: `yes` is not a boolean; expected true \
+                 or false"
+            ),
+            format!(
+                "{FILE}:3:17: defaults.gateway_mode: `nat_unprotected` is not a gateway mode; \
                  expected one of nat, routed, nat-unprotected (Docker's words)"
             ),
             format!(
-                "{FILE}:3:3: defaults.gateway_mod: unknown key (did you mean gateway_mode?); \
-                 expected one of nat66_ula, nat66_gua, fail_closed, gateway_mode"
+                "{FILE}:4:3: defaults.labels_may_expos: unknown key (did you mean \
+                 labels_may_expose?); expected one of nat66_ula, nat66_gua, fail_closed, \
+                 labels_may_expose, gateway_mode"
             ),
         ]
     );
@@ -150,7 +160,8 @@ fn config_errors_name_file_line_and_key() {
             ),
             format!(
                 "{FILE}:6:3: defaults.failclosed: unknown key (did you mean fail_closed?); \
-                 expected one of nat66_ula, nat66_gua, fail_closed, gateway_mode"
+                 expected one of nat66_ula, nat66_gua, fail_closed, labels_may_expose, \
+                 gateway_mode"
             ),
             format!(
                 "{FILE}:7:18: resync_interval: `0` is not a duration v6guard accepts; expected a \

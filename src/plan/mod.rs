@@ -43,6 +43,8 @@ pub struct PlanOptions {
     /// NAT66 for global subnets whose network has masquerading on. Off by default: global
     /// prefixes are routable and translating them hides containers' real addresses.
     pub nat66_gua: bool,
+    /// Whether a container's `v6guard.expose` label may open ports (`defaults.labels_may_expose`).
+    pub labels_may_expose: bool,
     /// `defaults.gateway_mode`: the mode for networks neither Docker nor a policy sets.
     pub gateway_mode: Option<GatewayMode>,
 }
@@ -54,6 +56,7 @@ impl Default for PlanOptions {
             bridge_names: vec!["docker0".to_string()],
             nat66_ula: true,
             nat66_gua: false,
+            labels_may_expose: false,
             gateway_mode: None,
         }
     }
@@ -66,6 +69,7 @@ impl PlanOptions {
         let mut options = PlanOptions {
             nat66_ula: defaults.nat66_ula,
             nat66_gua: defaults.nat66_gua,
+            labels_may_expose: defaults.labels_may_expose,
             gateway_mode: defaults.gateway_mode,
             ..PlanOptions::default()
         };
@@ -94,7 +98,7 @@ impl PlanInputs {
 /// Plan the whole ruleset for one snapshot.
 pub fn plan(snapshot: &Snapshot, inputs: &PlanInputs) -> Ruleset {
     let options = &inputs.options;
-    let resolved = policy::resolve(snapshot, &inputs.policy);
+    let resolved = policy::resolve(snapshot, inputs);
     let guarded = Guarded::new(snapshot, options);
     let exposure = filter::exposure_sets(snapshot, &resolved);
     let links = filter::links_set(snapshot, &resolved);
