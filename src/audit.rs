@@ -50,7 +50,7 @@ pub struct Audit {
 
 /// Audit what `plan` enforces for this snapshot and these inputs. Pure.
 pub fn audit(snapshot: &Snapshot, inputs: &PlanInputs) -> Audit {
-    let resolved = plan::resolve(snapshot, &inputs.policy);
+    let resolved = plan::resolve(snapshot, inputs);
     let mut reachable: Vec<Reachable> = Vec::new();
     for exposure in plan::exposures(snapshot, &resolved) {
         let host_port = match exposure.cause {

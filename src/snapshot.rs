@@ -139,6 +139,60 @@ pub struct Network {
     /// masquerade).
     #[serde(default)]
     pub host_ipv6: Option<Ipv6Addr>,
+    /// `com.docker.network.bridge.gateway_mode_ipv6` (Docker 28+): how Docker itself would
+    /// route IPv6 to the network's containers. `None` when Docker sets no mode (Docker before
+    /// 28, or the option left out, which Docker reads as `nat`).
+    #[serde(default)]
+    pub gateway_mode_ipv6: Option<GatewayMode>,
+}
+
+/// Docker 28's gateway modes for a bridge network (`-o
+/// com.docker.network.bridge.gateway_mode_ipv6=MODE`), with Docker's own words, so a
+/// snapshot, a policy file and `docker network inspect` all spell them the same way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GatewayMode {
+    /// No direct routing to container addresses from outside: published ports only through
+    /// DNAT on the host's addresses, no ICMPv6 echo from outside, every prefix masqueraded
+    /// (global ones too).
+    Nat,
+    /// Published ports reachable directly on the container's address; no DNAT on the host's
+    /// addresses and no NAT66.
+    Routed,
+    /// Like `nat`, but every container port is directly reachable from outside.
+    NatUnprotected,
+}
+
+impl GatewayMode {
+    /// Every mode, in Docker's order, for messages listing what is accepted.
+    pub const ALL: [GatewayMode; 3] = [
+        GatewayMode::Nat,
+        GatewayMode::Routed,
+        GatewayMode::NatUnprotected,
+    ];
+
+    /// Docker's word for the mode.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GatewayMode::Nat => "nat",
+            GatewayMode::Routed => "routed",
+            GatewayMode::NatUnprotected => "nat-unprotected",
+        }
+    }
+
+    /// The mode Docker's word names; `None` for anything else (Docker's words are exact:
+    /// no other case, no spaces).
+    pub fn parse(text: &str) -> Option<GatewayMode> {
+        GatewayMode::ALL
+            .into_iter()
+            .find(|mode| mode.as_str() == text)
+    }
+}
+
+impl std::fmt::Display for GatewayMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl Network {
@@ -247,6 +301,17 @@ pub struct Container {
     pub name: String,
     #[serde(default)]
     pub labels: std::collections::BTreeMap<String, String>,
+    /// The `v6guard.*` labels of the container's image (`Config.Labels` of its image
+    /// inspect). Docker copies an image's labels into every container made from it, so a
+    /// container label with the image's value may have been chosen by the image's author,
+    /// not by whoever ran the container; such a label may narrow but never widen.
+    #[serde(default)]
+    pub image_labels: std::collections::BTreeMap<String, String>,
+    /// Whether `image_labels` is what the image holds. False when the image could not be
+    /// inspected, or the snapshot was saved before image labels were read: then every
+    /// `v6guard.*` label counts as possibly the image's (fail closed).
+    #[serde(default)]
+    pub image_labels_known: bool,
     pub endpoints: Vec<Endpoint>,
     pub ports: Vec<PortBinding>,
     /// Every port the container exposes (`EXPOSE`, `--expose`, and published ones).
@@ -292,6 +357,48 @@ mod tests {
         assert!(!binding(Some("::1")).exposes_ipv6());
         assert!(!binding(Some("0.0.0.0")).exposes_ipv6());
         assert!(!binding(Some("127.0.0.1")).exposes_ipv6());
+    }
+
+    #[test]
+    fn gateway_modes_use_dockers_words() {
+        for mode in GatewayMode::ALL {
+            assert_eq!(GatewayMode::parse(mode.as_str()), Some(mode));
+            let json = serde_json::to_string(&mode).unwrap();
+            assert_eq!(json, format!("\"{mode}\""));
+            assert_eq!(serde_json::from_str::<GatewayMode>(&json).unwrap(), mode);
+        }
+        assert_eq!(
+            GatewayMode::NatUnprotected.as_str(),
+            "nat-unprotected",
+            "kebab-case as Docker writes it"
+        );
+        assert_eq!(GatewayMode::parse("NAT"), None);
+        assert_eq!(GatewayMode::parse("nat_unprotected"), None);
+        assert_eq!(GatewayMode::parse("isolated"), None);
+    }
+
+    #[test]
+    fn snapshots_saved_before_gateway_modes_still_load() {
+        let network: Network = serde_json::from_value(serde_json::json!({
+            "id": "n", "name": "web", "bridge": "br-n", "ipv6_enabled": true,
+            "ipv6_subnets": [], "icc": true, "masquerade": true, "internal": false
+        }))
+        .unwrap();
+        assert_eq!(network.gateway_mode_ipv6, None);
+    }
+
+    #[test]
+    fn snapshots_saved_before_image_labels_load_with_them_unknown() {
+        let container: Container = serde_json::from_value(serde_json::json!({
+            "id": "c", "name": "web", "labels": {"v6guard.expose": "81"},
+            "endpoints": [], "ports": []
+        }))
+        .unwrap();
+        assert!(container.image_labels.is_empty());
+        assert!(
+            !container.image_labels_known,
+            "unknown image labels fail closed"
+        );
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub fn network(id: &str, name: &str, bridge: &str, icc: bool) -> Network {
         masquerade: true,
         internal: false,
         host_ipv6: None,
+        gateway_mode_ipv6: None,
     }
 }
 
@@ -41,6 +42,8 @@ pub fn container(name: &str, network_id: &str, ipv6: &str, ports: Vec<PortBindin
         id: format!("{name}-id"),
         name: name.to_string(),
         labels: Default::default(),
+        image_labels: Default::default(),
+        image_labels_known: true,
         endpoints: vec![Endpoint {
             network_id: network_id.to_string(),
             network_name: network_id.to_string(),

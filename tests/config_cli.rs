@@ -50,7 +50,7 @@ fn a_typo_in_a_key_is_rejected_with_its_place() {
     assert!(
         stderr.contains(&format!(
             "{dir}/10-web.yaml:4:5: networks.v6g-demo.iccc: unknown key (did you mean icc?); \
-             expected one of icc, nat66, snat_address, ndp_proxy"
+             expected one of icc, nat66, snat_address, ndp_proxy, gateway_mode"
         )),
         "{stderr}"
     );

@@ -124,7 +124,7 @@ pub async fn apply(read: &ReadArgs, force: bool) -> Result<ExitCode, String> {
 
 /// Malformed labels, labels narrowed by a policy file, policy names matching nothing.
 pub fn log_policy_warnings(snapshot: &Snapshot, inputs: &PlanInputs) {
-    for warning in plan::warnings(snapshot, &inputs.policy) {
+    for warning in plan::warnings(snapshot, inputs) {
         warn!("{warning}");
     }
 }

@@ -10,9 +10,11 @@ use serde_yaml_ng::Value;
 
 use super::error::ConfigErrors;
 use super::values::{
-    Invalid, parse_absolute_path, parse_docker_host, parse_duration, parse_listen,
+    Invalid, parse_absolute_path, parse_docker_host, parse_duration, parse_gateway_mode,
+    parse_listen,
 };
 use super::yaml::{Checker, Document, KeyPath, Table};
+use crate::snapshot::GatewayMode;
 
 /// How often the daemon re-reads Docker even without events, in case one was missed.
 pub const DEFAULT_RESYNC_INTERVAL: Duration = Duration::from_secs(300);
@@ -45,6 +47,14 @@ pub struct Defaults {
     /// Guard `docker0` and every `br-*` interface by name, so a network created while v6guard
     /// is not running is closed rather than open.
     pub fail_closed: bool,
+    /// Let a container's `v6guard.expose` label open ports. Off: labels may only narrow,
+    /// because Docker copies an image's labels into its containers and an image's author must
+    /// not decide what the outside reaches. Even on, a label whose value is the image's own
+    /// is ignored.
+    pub labels_may_expose: bool,
+    /// Gateway mode for networks whose policy and Docker options name none. `None`: v6guard's
+    /// own default.
+    pub gateway_mode: Option<GatewayMode>,
 }
 
 impl Default for Defaults {
@@ -53,6 +63,8 @@ impl Default for Defaults {
             nat66_ula: true,
             nat66_gua: false,
             fail_closed: true,
+            labels_may_expose: false,
+            gateway_mode: None,
         }
     }
 }
@@ -93,7 +105,13 @@ const TOP_KEYS: [&str; 6] = [
     "metrics_listen",
     "log_format",
 ];
-const DEFAULTS_KEYS: [&str; 3] = ["nat66_ula", "nat66_gua", "fail_closed"];
+const DEFAULTS_KEYS: [&str; 5] = [
+    "nat66_ula",
+    "nat66_gua",
+    "fail_closed",
+    "labels_may_expose",
+    "gateway_mode",
+];
 
 /// Parse `v6guard.yaml`. Pure: `file` only names the text in messages. An empty file (or one
 /// of comments only) is all defaults.
@@ -143,6 +161,7 @@ fn read_defaults(checker: &mut Checker, value: &Value, path: &KeyPath, defaults:
         ("nat66_ula", &mut defaults.nat66_ula),
         ("nat66_gua", &mut defaults.nat66_gua),
         ("fail_closed", &mut defaults.fail_closed),
+        ("labels_may_expose", &mut defaults.labels_may_expose),
     ];
     for (key, target) in targets {
         if let Some(value) = fields.get(key) {
@@ -150,6 +169,10 @@ fn read_defaults(checker: &mut Checker, value: &Value, path: &KeyPath, defaults:
                 *target = flag;
             }
         }
+    }
+    if let Some(value) = fields.get("gateway_mode") {
+        defaults.gateway_mode =
+            checker.parsed(value, &path.key("gateway_mode"), parse_gateway_mode);
     }
 }
 

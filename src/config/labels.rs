@@ -1,10 +1,18 @@
 //! Per-container policy from the container's own labels (`v6guard.allow_from`,
 //! `v6guard.expose`, `v6guard.deny`), for people who deploy with Compose rather than Ansible.
 //!
+//! **Labels only narrow** unless the operator says otherwise. Docker copies an image's
+//! `LABEL`s into every container made from it, so a label may come from whoever wrote the
+//! image rather than whoever ran the container: an image must not be able to open its
+//! container's ports from outside. So `v6guard.deny` and `v6guard.allow_from` always apply
+//! (narrowing is safe whoever asks for it), while `v6guard.expose` is ignored with a message
+//! unless v6guard.yaml sets `defaults.labels_may_expose: true`, and even then when its value
+//! is the image's own (or the image's labels could not be read).
+//!
 //! A malformed label is reported, and it fails closed: a broken `v6guard.allow_from` admits
 //! no source, a broken `v6guard.deny` or an unknown `v6guard.*` name (`v6guard.allow-from`)
-//! closes every port of the container over IPv6, a broken `v6guard.expose` opens nothing. The container's other labels still apply, so a typo can
-//! never open more than the author meant.
+//! closes every port of the container over IPv6, a broken `v6guard.expose` opens nothing. The
+//! container's other labels still apply, so a typo can never open more than the author meant.
 
 use std::collections::BTreeMap;
 
@@ -45,8 +53,14 @@ impl LabelError {
 
 /// The container policy its labels ask for, and an error for each label ignored. `None` when
 /// no usable `v6guard.*` label is set. Labels of other tools are not looked at.
+///
+/// `image_labels` are the `v6guard.*` labels of the container's image, `None` when they are
+/// not known (every label then counts as possibly the image's). `labels_may_expose` is
+/// v6guard.yaml's `defaults.labels_may_expose`: without it `v6guard.expose` is ignored.
 pub fn container_policy_from_labels(
     labels: &BTreeMap<String, String>,
+    image_labels: Option<&BTreeMap<String, String>>,
+    labels_may_expose: bool,
 ) -> (Option<ContainerPolicy>, Vec<LabelError>) {
     let mut policy = ContainerPolicy::default();
     let mut errors = Vec::new();
@@ -56,17 +70,65 @@ pub fn container_policy_from_labels(
             break;
         }
         match apply_label(&mut policy, label, value) {
-            Ok(()) => used = true,
+            // An expose label counts once it is known to be allowed, below.
+            Ok(()) => used |= label != LABEL_EXPOSE,
             Err(invalid) => {
                 used |= fail_closed(&mut policy, label);
                 errors.push(LabelError::new(label, value, invalid));
             }
         }
     }
+    if let Some(value) = labels
+        .get(LABEL_EXPOSE)
+        .filter(|_| !policy.expose.is_empty())
+    {
+        match widening_refused(value, image_labels, labels_may_expose) {
+            Some(invalid) => {
+                policy.expose.clear();
+                errors.push(LabelError::new(LABEL_EXPOSE, value, invalid));
+            }
+            None => used = true,
+        }
+    }
     if let Some(error) = expose_overlapping_deny(&mut policy, labels) {
         errors.push(error);
     }
     (used.then_some(policy), errors)
+}
+
+/// Why a `v6guard.expose` label with this value may not open anything, if it may not.
+fn widening_refused(
+    value: &str,
+    image_labels: Option<&BTreeMap<String, String>>,
+    labels_may_expose: bool,
+) -> Option<Invalid> {
+    const USE_POLICY: &str = "`expose` for this container in a policy file";
+    if !labels_may_expose {
+        return Some(Invalid::new(
+            "labels may only narrow, and v6guard.yaml does not let them open ports",
+            format!(
+                "{USE_POLICY}, or `defaults.labels_may_expose: true` in v6guard.yaml to let \
+                 container labels open ports"
+            ),
+        ));
+    }
+    let from_image = match image_labels {
+        None => {
+            "the image's labels could not be read, so it may be set by the image, not by \
+                 whoever ran the container"
+        }
+        Some(image) if image.get(LABEL_EXPOSE).map(String::as_str) == Some(value) => {
+            "set by the image, not by whoever ran the container (the image's label has this value)"
+        }
+        Some(_) => return None,
+    };
+    Some(Invalid::new(
+        from_image,
+        format!(
+            "{USE_POLICY}, or `docker run --label {LABEL_EXPOSE}=PORTS` with a value other than \
+             the image's"
+        ),
+    ))
 }
 
 /// What a malformed label means: the narrowest reading. Returns whether it restricts anything.
@@ -175,17 +237,30 @@ mod tests {
         text.parse().unwrap()
     }
 
+    fn every_port() -> Vec<PortSpec> {
+        vec![
+            spec("1-65535/tcp"),
+            spec("1-65535/udp"),
+            spec("1-65535/sctp"),
+        ]
+    }
+
+    /// Labels set with `docker run --label` on an image without v6guard labels, with
+    /// `defaults.labels_may_expose: true`: every label is honoured.
+    fn permissive(labels: &BTreeMap<String, String>) -> (Option<ContainerPolicy>, Vec<LabelError>) {
+        container_policy_from_labels(labels, Some(&BTreeMap::new()), true)
+    }
+
     #[test]
     fn no_v6guard_labels_means_no_policy() {
-        let (policy, errors) =
-            container_policy_from_labels(&labels(&[("com.docker.compose.project", "x")]));
+        let (policy, errors) = permissive(&labels(&[("com.docker.compose.project", "x")]));
         assert_eq!(policy, None);
         assert!(errors.is_empty());
     }
 
     #[test]
     fn all_three_labels_parse() {
-        let (policy, errors) = container_policy_from_labels(&labels(&[
+        let (policy, errors) = permissive(&labels(&[
             ("v6guard.allow_from", "2001:db8::/32, fd00::/8"),
             ("v6guard.expose", "9100/tcp,8000-8010/udp,"),
             ("v6guard.deny", "5432"),
@@ -207,7 +282,7 @@ mod tests {
 
     #[test]
     fn a_malformed_label_fails_closed_alone() {
-        let (policy, errors) = container_policy_from_labels(&labels(&[
+        let (policy, errors) = permissive(&labels(&[
             ("v6guard.allow_from", "2001:db8::/129"),
             ("v6guard.deny", "5432/tcp"),
         ]));
@@ -231,8 +306,7 @@ mod tests {
 
     #[test]
     fn a_malformed_deny_label_closes_every_port() {
-        let (policy, errors) =
-            container_policy_from_labels(&labels(&[("v6guard.deny", "5432/tcpp")]));
+        let (policy, errors) = permissive(&labels(&[("v6guard.deny", "5432/tcpp")]));
         assert_eq!(errors.len(), 1);
         assert_eq!(
             policy.unwrap().deny,
@@ -246,8 +320,7 @@ mod tests {
 
     #[test]
     fn unknown_v6guard_labels_are_errors() {
-        let (policy, errors) =
-            container_policy_from_labels(&labels(&[("v6guard.alow_from", "::/0")]));
+        let (policy, errors) = permissive(&labels(&[("v6guard.alow_from", "::/0")]));
         assert_eq!(
             policy.map(|p| p.deny),
             Some(vec![
@@ -266,13 +339,13 @@ mod tests {
 
     #[test]
     fn an_empty_allow_from_label_is_an_error() {
-        let (_, errors) = container_policy_from_labels(&labels(&[("v6guard.allow_from", " ")]));
+        let (_, errors) = permissive(&labels(&[("v6guard.allow_from", " ")]));
         assert!(errors[0].problem.contains("no prefix given"), "{errors:?}");
     }
 
     #[test]
     fn bad_ports_in_labels_are_named() {
-        let (_, errors) = container_policy_from_labels(&labels(&[("v6guard.deny", "80,99999")]));
+        let (_, errors) = permissive(&labels(&[("v6guard.deny", "80,99999")]));
         assert!(
             errors[0].to_string().contains("has port 99999"),
             "{errors:?}"
@@ -281,7 +354,7 @@ mod tests {
 
     #[test]
     fn labels_exposing_a_port_they_deny_keep_only_the_deny() {
-        let (policy, errors) = container_policy_from_labels(&labels(&[
+        let (policy, errors) = permissive(&labels(&[
             ("v6guard.expose", "8000-8100"),
             ("v6guard.deny", "8080"),
         ]));
@@ -295,5 +368,132 @@ mod tests {
                 .contains("8000-8100/tcp overlaps 8080/tcp"),
             "{errors:?}"
         );
+    }
+
+    #[test]
+    fn labels_only_narrow_by_default() {
+        let container = labels(&[
+            ("v6guard.expose", "1-65535/tcp"),
+            ("v6guard.deny", "5432"),
+            ("v6guard.allow_from", "2001:db8::/32"),
+        ]);
+        let (policy, errors) = container_policy_from_labels(&container, Some(&labels(&[])), false);
+        let policy = policy.unwrap();
+        assert!(policy.expose.is_empty(), "expose is ignored");
+        assert_eq!(policy.deny, vec![spec("5432")], "deny still applies");
+        assert_eq!(
+            policy.allow_from,
+            Some(vec!["2001:db8::/32".parse().unwrap()]),
+            "allow_from still applies"
+        );
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(
+            errors[0].to_string(),
+            "label v6guard.expose=\"1-65535/tcp\": labels may only narrow, and v6guard.yaml \
+             does not let them open ports; expected `expose` for this container in a policy \
+             file, or `defaults.labels_may_expose: true` in v6guard.yaml to let container \
+             labels open ports"
+        );
+    }
+
+    #[test]
+    fn an_ignored_expose_label_alone_is_no_policy() {
+        let container = labels(&[("v6guard.expose", "81/tcp")]);
+        let (policy, errors) = container_policy_from_labels(&container, Some(&labels(&[])), false);
+        assert_eq!(policy, None, "nothing the labels ask for is applied");
+        assert_eq!(errors.len(), 1);
+    }
+
+    #[test]
+    fn widening_needs_the_flag() {
+        let container = labels(&[("v6guard.expose", "81/tcp")]);
+        let image = labels(&[]);
+        let (closed, _) = container_policy_from_labels(&container, Some(&image), false);
+        let (open, errors) = container_policy_from_labels(&container, Some(&image), true);
+        assert_eq!(closed, None);
+        assert_eq!(open.unwrap().expose, vec![spec("81/tcp")]);
+        assert!(errors.is_empty(), "{errors:?}");
+    }
+
+    #[test]
+    fn an_expose_label_from_the_image_never_widens() {
+        // `LABEL v6guard.expose=1-65535/tcp` in the image, copied by Docker into the container.
+        let image = labels(&[("v6guard.expose", "1-65535/tcp")]);
+        let (policy, errors) = container_policy_from_labels(&image, Some(&image), true);
+        assert_eq!(policy, None);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0]
+                .problem
+                .starts_with("set by the image, not by whoever ran the container"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn a_run_label_overriding_the_images_value_is_honoured_with_the_flag() {
+        let image = labels(&[("v6guard.expose", "1-65535/tcp")]);
+        let container = labels(&[("v6guard.expose", "81/tcp")]);
+        let (policy, errors) = container_policy_from_labels(&container, Some(&image), true);
+        assert_eq!(policy.unwrap().expose, vec![spec("81/tcp")]);
+        assert!(errors.is_empty(), "{errors:?}");
+    }
+
+    #[test]
+    fn unknown_image_labels_count_as_the_images() {
+        let container = labels(&[("v6guard.expose", "81/tcp"), ("v6guard.deny", "22")]);
+        let (policy, errors) = container_policy_from_labels(&container, None, true);
+        let policy = policy.unwrap();
+        assert!(policy.expose.is_empty(), "fail closed");
+        assert_eq!(policy.deny, vec![spec("22")], "narrowing still applies");
+        assert!(
+            errors[0].problem.contains("could not be read"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn narrowing_labels_from_the_image_still_apply() {
+        let image = labels(&[
+            ("v6guard.deny", "5432"),
+            ("v6guard.allow_from", "2001:db8::/32"),
+        ]);
+        for may_expose in [false, true] {
+            let (policy, errors) = container_policy_from_labels(&image, Some(&image), may_expose);
+            let policy = policy.unwrap();
+            assert_eq!(policy.deny, vec![spec("5432")]);
+            assert_eq!(
+                policy.allow_from,
+                Some(vec!["2001:db8::/32".parse().unwrap()])
+            );
+            assert!(errors.is_empty(), "{errors:?}");
+        }
+    }
+
+    #[test]
+    fn malformed_labels_fail_closed_whatever_the_flag_and_the_image() {
+        let container = labels(&[
+            ("v6guard.allow_from", "2001:db8::/129"),
+            ("v6guard.deny", "22/tcpp"),
+            ("v6guard.expose", "99999"),
+        ]);
+        for may_expose in [false, true] {
+            for image in [None, Some(&container)] {
+                let (policy, errors) = container_policy_from_labels(&container, image, may_expose);
+                let policy = policy.unwrap();
+                assert_eq!(policy.allow_from, Some(vec![]), "admits no source");
+                assert_eq!(policy.deny, every_port(), "closes every port");
+                assert!(policy.expose.is_empty(), "opens nothing");
+                assert_eq!(errors.len(), 3, "{errors:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_typo_label_from_the_image_closes_the_container() {
+        let image = labels(&[("v6guard.exposee", "1-65535/tcp")]);
+        let (policy, errors) = container_policy_from_labels(&image, Some(&image), true);
+        assert_eq!(policy.unwrap().deny, every_port());
+        assert_eq!(errors.len(), 1);
     }
 }

@@ -8,8 +8,9 @@
 //! - `allow_from`: the intersection. Without a file list, the label's list applies; with one,
 //!   each label prefix is kept where it lies inside a file prefix, narrowed to the file prefix
 //!   where it is wider, and dropped (with a warning) where it is outside all of them.
-//! - `expose`: the union, minus every denied port. A label may expose a port (as it could
-//!   publish it with `-p`), but not one the file denies; that part is dropped with a warning.
+//! - `expose`: the union, minus every denied port. A label's expose reaches this point only
+//!   when the operator lets labels widen and the image did not set it (labels.rs); it still
+//!   cannot open a port the file denies: that part is dropped with a warning.
 //!   Exposed ports obey `allow_from` like published ones, so a label cannot reach sources the
 //!   file excluded.
 

@@ -12,10 +12,11 @@ use serde_yaml_ng::Value;
 use super::error::{ConfigError, ConfigErrors, Location};
 use super::ports::PortSpec;
 use super::values::{
-    Invalid, check_container_name, check_network_name, parse_interface, parse_prefix,
-    parse_snat_address,
+    Invalid, check_container_name, check_network_name, parse_gateway_mode, parse_interface,
+    parse_prefix, parse_snat_address,
 };
 use super::yaml::{Checker, Document, KeyPath, Table};
+use crate::snapshot::GatewayMode;
 
 /// Every policy file, combined. Each network and container is defined in one file only.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -37,6 +38,9 @@ pub struct NetworkPolicy {
     pub snat_address: Option<Ipv6Addr>,
     /// Answer neighbour solicitations for the network's containers on this interface.
     pub ndp_proxy: Option<NdpProxy>,
+    /// How IPv6 reaches the network's containers (Docker 28's words), instead of the
+    /// network's `gateway_mode_ipv6` option and `defaults.gateway_mode`.
+    pub gateway_mode: Option<GatewayMode>,
     /// The entry's name in its policy file; `None` when built by hand.
     pub origin: Option<Location>,
 }
@@ -63,7 +67,7 @@ pub struct ContainerPolicy {
 }
 
 const TOP_KEYS: [&str; 2] = ["networks", "containers"];
-const NETWORK_KEYS: [&str; 4] = ["icc", "nat66", "snat_address", "ndp_proxy"];
+const NETWORK_KEYS: [&str; 5] = ["icc", "nat66", "snat_address", "ndp_proxy", "gateway_mode"];
 const NDP_PROXY_KEYS: [&str; 1] = ["interface"];
 const CONTAINER_KEYS: [&str; 3] = ["allow_from", "expose", "deny"];
 const PREFIX_ITEM: &str = "IPv6 prefixes, such as 2001:db8::/32";
@@ -193,6 +197,9 @@ fn read_network(checker: &mut Checker, value: &Value, path: &KeyPath) -> Option<
     }
     if let Some(value) = fields.get("ndp_proxy") {
         network.ndp_proxy = read_ndp_proxy(checker, value, &path.key("ndp_proxy"));
+    }
+    if let Some(value) = fields.get("gateway_mode") {
+        network.gateway_mode = checker.parsed(value, &path.key("gateway_mode"), parse_gateway_mode);
     }
     if network.nat66 == Some(false) && network.snat_address.is_some() {
         checker.invalid(

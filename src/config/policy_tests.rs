@@ -4,7 +4,7 @@ use std::path::Path;
 
 use super::*;
 use crate::config::PortSpec;
-use crate::snapshot::Protocol;
+use crate::snapshot::{GatewayMode, Protocol};
 
 const FILE: &str = "/etc/v6guard/policies/10-web.yaml";
 
@@ -109,7 +109,7 @@ fn a_typo_in_a_key_is_an_error_naming_the_valid_keys() {
         rejected("networks:\n  frontend:\n    iccc: false\n"),
         [format!(
             "{FILE}:3:5: networks.frontend.iccc: unknown key (did you mean icc?); expected one \
-             of icc, nat66, snat_address, ndp_proxy"
+             of icc, nat66, snat_address, ndp_proxy, gateway_mode"
         )]
     );
 }
@@ -213,6 +213,37 @@ fn a_port_both_exposed_and_denied_is_an_error() {
             "{FILE}:3:14: containers.app.expose[0]: 8000-8100/tcp overlaps 8080/tcp in deny[0]; \
              expected each port either exposed or denied, not both"
         )]
+    );
+}
+
+#[test]
+fn gateway_modes_are_dockers_words() {
+    let policy = parse(
+        "networks:\n  a: {gateway_mode: nat}\n  b: {gateway_mode: routed}\n  \
+         c: {gateway_mode: nat-unprotected}\n  d: {icc: false}\n",
+    )
+    .unwrap();
+    let mode = |name: &str| policy.networks[name].gateway_mode;
+    assert_eq!(mode("a"), Some(GatewayMode::Nat));
+    assert_eq!(mode("b"), Some(GatewayMode::Routed));
+    assert_eq!(mode("c"), Some(GatewayMode::NatUnprotected));
+    assert_eq!(mode("d"), None, "absent: Docker's option, else the default");
+}
+
+#[test]
+fn a_bad_gateway_mode_is_an_error_at_its_value() {
+    assert_eq!(
+        rejected("networks:\n  a:\n    gateway_mode: Routed\n  b:\n    gateway_mode: [nat]\n"),
+        [
+            format!(
+                "{FILE}:3:19: networks.a.gateway_mode: `Routed` is not a gateway mode; expected \
+                 one of nat, routed, nat-unprotected (Docker's words)"
+            ),
+            format!(
+                "{FILE}:5:19: networks.b.gateway_mode: a list is not a string; expected one of \
+                 nat, routed, nat-unprotected (Docker's words)"
+            ),
+        ]
     );
 }
 

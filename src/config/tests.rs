@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::*;
+use crate::snapshot::GatewayMode;
 
 const FILE: &str = "/etc/v6guard/v6guard.yaml";
 
@@ -60,6 +61,7 @@ fn every_key_parses() {
         "docker_host: unix:///run/docker.sock\n\
          daemon_json: /etc/docker/daemon.json\n\
          defaults:\n  nat66_ula: false\n  nat66_gua: true\n  fail_closed: false\n\
+         \x20 labels_may_expose: true\n  gateway_mode: nat-unprotected\n\
          resync_interval: 5m\n\
          metrics_listen: \"[::1]:9723\"\n\
          log_format: json\n",
@@ -78,7 +80,9 @@ fn every_key_parses() {
         Defaults {
             nat66_ula: false,
             nat66_gua: true,
-            fail_closed: false
+            fail_closed: false,
+            labels_may_expose: true,
+            gateway_mode: Some(GatewayMode::NatUnprotected),
         }
     );
     assert_eq!(config.resync_interval, Duration::from_secs(300));
@@ -90,6 +94,39 @@ fn every_key_parses() {
     let json = serde_json::to_value(&config).unwrap();
     assert_eq!(json["resync_interval"], 300);
     assert_eq!(json["log_format"], "json");
+    assert_eq!(json["defaults"]["gateway_mode"], "nat-unprotected");
+}
+
+#[test]
+fn labels_only_narrow_and_the_gateway_mode_is_v6guards_own_by_default() {
+    let defaults = Config::default().defaults;
+    assert!(!defaults.labels_may_expose);
+    assert_eq!(defaults.gateway_mode, None);
+}
+
+#[test]
+fn new_defaults_are_validated_with_their_place() {
+    assert_eq!(
+        rejected(
+            "defaults:\n  labels_may_expose: \"yes\"\n  gateway_mode: nat_unprotected\n\
+             \x20 labels_may_expos: true\n"
+        ),
+        [
+            format!(
+                "{FILE}:2:22: defaults.labels_may_expose: `yes` is not a boolean; expected true \
+                 or false"
+            ),
+            format!(
+                "{FILE}:3:17: defaults.gateway_mode: `nat_unprotected` is not a gateway mode; \
+                 expected one of nat, routed, nat-unprotected (Docker's words)"
+            ),
+            format!(
+                "{FILE}:4:3: defaults.labels_may_expos: unknown key (did you mean \
+                 labels_may_expose?); expected one of nat66_ula, nat66_gua, fail_closed, \
+                 labels_may_expose, gateway_mode"
+            ),
+        ]
+    );
 }
 
 #[test]
@@ -123,7 +160,8 @@ fn config_errors_name_file_line_and_key() {
             ),
             format!(
                 "{FILE}:6:3: defaults.failclosed: unknown key (did you mean fail_closed?); \
-                 expected one of nat66_ula, nat66_gua, fail_closed"
+                 expected one of nat66_ula, nat66_gua, fail_closed, labels_may_expose, \
+                 gateway_mode"
             ),
             format!(
                 "{FILE}:7:18: resync_interval: `0` is not a duration v6guard accepts; expected a \
@@ -206,7 +244,7 @@ fn every_error_in_every_file_is_reported() {
         [
             format!(
                 "{a}:3:5: networks.web.iccc: unknown key (did you mean icc?); expected one of \
-                 icc, nat66, snat_address, ndp_proxy"
+                 icc, nat66, snat_address, ndp_proxy, gateway_mode"
             ),
             format!(
                 "{b}:2:3: containers.db: already defined at {a}:5:3; expected each container in \

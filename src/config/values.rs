@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use ipnet::Ipv6Net;
 
+use crate::snapshot::GatewayMode;
+
 /// A value that does not parse: what is wrong with it and what would be accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invalid {
@@ -72,6 +74,19 @@ fn parse_ipv6(address: &str, whole: &str, expected: &str) -> Result<Ipv6Addr, In
         format!("`{whole}` is not an IPv6 address")
     };
     Err(Invalid::new(problem, expected))
+}
+
+/// One of Docker 28's gateway modes, in Docker's words (`nat`, `routed`,
+/// `nat-unprotected`), so the same word works in a policy file and in `docker network
+/// create -o com.docker.network.bridge.gateway_mode_ipv6=...`.
+pub fn parse_gateway_mode(text: &str) -> Result<GatewayMode, Invalid> {
+    GatewayMode::parse(text).ok_or_else(|| {
+        let words: Vec<&str> = GatewayMode::ALL.iter().map(|m| m.as_str()).collect();
+        Invalid::new(
+            format!("`{text}` is not a gateway mode"),
+            format!("one of {} (Docker's words)", words.join(", ")),
+        )
+    })
 }
 
 const SNAT_EXPECTED: &str =

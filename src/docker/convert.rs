@@ -8,12 +8,15 @@ use bollard::models::{ContainerSummary, Network as ApiNetwork, PortSummaryTypeEn
 use ipnet::Ipv6Net;
 use tracing::{error, warn};
 
-use crate::snapshot::{Container, Endpoint, ExposedPort, Network, PortBinding, Protocol};
+use crate::snapshot::{
+    Container, Endpoint, ExposedPort, GatewayMode, Network, PortBinding, Protocol,
+};
 
 const OPT_BRIDGE_NAME: &str = "com.docker.network.bridge.name";
 const OPT_ENABLE_ICC: &str = "com.docker.network.bridge.enable_icc";
 const OPT_ENABLE_MASQUERADE: &str = "com.docker.network.bridge.enable_ip_masquerade";
 const OPT_HOST_IPV6: &str = "com.docker.network.host_ipv6";
+const OPT_GATEWAY_MODE_IPV6: &str = "com.docker.network.bridge.gateway_mode_ipv6";
 
 /// A bridge network from `GET /networks`; `None` for other drivers or a network without an ID.
 pub fn network_from_api(api: &ApiNetwork) -> Option<Network> {
@@ -58,8 +61,12 @@ pub fn network_from_api(api: &ApiNetwork) -> Option<Network> {
             None
         }
     });
+    let gateway_mode_ipv6 = options
+        .get(OPT_GATEWAY_MODE_IPV6)
+        .map(|text| gateway_mode(text, &name));
     Some(Network {
         host_ipv6,
+        gateway_mode_ipv6,
         icc: option_flag(&options, OPT_ENABLE_ICC, &name),
         masquerade: option_flag(&options, OPT_ENABLE_MASQUERADE, &name),
         internal: api.internal.unwrap_or(false),
@@ -68,6 +75,21 @@ pub fn network_from_api(api: &ApiNetwork) -> Option<Network> {
         bridge,
         id,
         name,
+    })
+}
+
+/// A `gateway_mode_ipv6` option's mode. A word this v6guard does not know (a newer Docker's
+/// mode, a typo Docker let through) is read as `nat`, the most closed of Docker's modes, so
+/// an unknown mode never opens more than Docker's own would.
+fn gateway_mode(text: &str, network: &str) -> GatewayMode {
+    GatewayMode::parse(text).unwrap_or_else(|| {
+        warn!(
+            network,
+            value = text,
+            "unknown {OPT_GATEWAY_MODE_IPV6}; treating the network as `nat`, the most closed \
+             of Docker's modes (known: nat, routed, nat-unprotected)"
+        );
+        GatewayMode::Nat
     })
 }
 
@@ -168,6 +190,10 @@ pub fn container_from_summary(api: &ContainerSummary) -> Option<Container> {
         id,
         name,
         labels,
+        // Filled in by the reader, which inspects each image once; until then unknown, so
+        // no label may widen.
+        image_labels: BTreeMap::new(),
+        image_labels_known: false,
         endpoints,
         ports,
         exposed,
@@ -205,6 +231,32 @@ mod tests {
       {"Name":"host","Id":"ffff","Driver":"host","Options":{}}
     ]"#;
 
+    fn with_gateway_mode(value: &str) -> ApiNetwork {
+        serde_json::from_value(serde_json::json!({
+            "Name": "routed", "Id": "89abcdef89abcdef", "Driver": "bridge", "EnableIPv6": true,
+            "Options": {"com.docker.network.bridge.gateway_mode_ipv6": value}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn gateway_modes_from_docker_28() {
+        for (value, mode) in [
+            ("nat", GatewayMode::Nat),
+            ("routed", GatewayMode::Routed),
+            ("nat-unprotected", GatewayMode::NatUnprotected),
+        ] {
+            let network = network_from_api(&with_gateway_mode(value)).unwrap();
+            assert_eq!(network.gateway_mode_ipv6, Some(mode), "{value}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_gateway_mode_is_read_as_nat() {
+        let network = network_from_api(&with_gateway_mode("isolated")).unwrap();
+        assert_eq!(network.gateway_mode_ipv6, Some(GatewayMode::Nat));
+    }
+
     #[test]
     fn bridge_names_nft_cannot_match_exactly_are_refused() {
         assert!(nft_safe_interface_name("docker0"));
@@ -231,6 +283,10 @@ mod tests {
         assert_eq!(web.bridge, "br-0123456789ab");
         assert!(web.icc, "a missing enable_icc means true");
         assert!(web.internal);
+        assert_eq!(
+            web.gateway_mode_ipv6, None,
+            "Docker 20.10 has no gateway modes"
+        );
     }
 
     /// A `GET /containers/json` entry from Docker 20.10.24 for
@@ -272,6 +328,10 @@ mod tests {
         assert_eq!(
             c.labels.get("v6guard.expose").map(String::as_str),
             Some("81/tcp")
+        );
+        assert!(
+            !c.image_labels_known,
+            "the image is not inspected yet: its labels are unknown"
         );
     }
 }

@@ -3,11 +3,13 @@
 //! Three API calls build the Docker part of a Snapshot: `/version`, `/networks` and
 //! `/containers/json`. The container list already carries every container's addresses,
 //! labels and bound ports (`-P` and random host ports included), so no per-container
-//! inspect is needed however many containers run. Conversion from the API's types is kept in
+//! inspect is needed however many containers run; each distinct image is inspected once
+//! for its labels (`images`), and containers on the default bridge for legacy links. Conversion from the API's types is kept in
 //! pure functions (`convert`) that are tested on JSON captured from Docker 20.10.
 
 mod convert;
 pub mod events;
+mod images;
 mod links;
 
 pub use convert::{container_from_summary, network_from_api};
@@ -15,6 +17,7 @@ pub use convert::{container_from_summary, network_from_api};
 use std::collections::HashMap;
 
 use bollard::Docker;
+use bollard::models::ContainerSummary;
 use bollard::query_parameters::{ListContainersOptionsBuilder, ListNetworksOptionsBuilder};
 
 use crate::snapshot::{Container, Engine, Network};
@@ -128,8 +131,20 @@ async fn list_containers(
             call: "GET /containers/json",
             source,
         })?;
-    let mut containers: Vec<Container> = list.iter().filter_map(container_from_summary).collect();
-    containers.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut listed: Vec<(Container, Option<String>)> = list
+        .iter()
+        .filter_map(|summary| Some((container_from_summary(summary)?, image_of(summary))))
+        .collect();
+    listed.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+    let (mut containers, images): (Vec<Container>, Vec<Option<String>>) =
+        listed.into_iter().unzip();
+    images::add_image_labels(docker, &mut containers, &images).await;
     links::add_links(docker, &mut containers).await?;
     Ok(containers)
+}
+
+/// The image a listed container runs: its image ID, which names exactly the image it was
+/// created from even after the tag moved. `None` when Docker reports none.
+fn image_of(summary: &ContainerSummary) -> Option<String> {
+    summary.image_id.clone().filter(|id| !id.is_empty())
 }

@@ -27,7 +27,7 @@ use std::collections::BTreeSet;
 
 use crate::config::{Defaults, Policy};
 use crate::ruleset::{InterfaceName, Ruleset, TABLE_NAME};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{GatewayMode, Snapshot};
 
 /// The base chain on the forward hook.
 pub const FORWARD_CHAIN: &str = "forward";
@@ -50,6 +50,10 @@ pub struct PlanOptions {
     /// Name prefixes of the bridge ports containers are plugged into (Docker's host-side
     /// veth names), for the Layer 2 guard (`layer2`).
     pub container_port_prefixes: Vec<String>,
+    /// Whether a container's `v6guard.expose` label may open ports (`defaults.labels_may_expose`).
+    pub labels_may_expose: bool,
+    /// `defaults.gateway_mode`: the mode for networks neither Docker nor a policy sets.
+    pub gateway_mode: Option<GatewayMode>,
 }
 
 impl Default for PlanOptions {
@@ -60,6 +64,8 @@ impl Default for PlanOptions {
             nat66_ula: true,
             nat66_gua: false,
             container_port_prefixes: vec!["veth".to_string()],
+            labels_may_expose: false,
+            gateway_mode: None,
         }
     }
 }
@@ -71,6 +77,8 @@ impl PlanOptions {
         let mut options = PlanOptions {
             nat66_ula: defaults.nat66_ula,
             nat66_gua: defaults.nat66_gua,
+            labels_may_expose: defaults.labels_may_expose,
+            gateway_mode: defaults.gateway_mode,
             ..PlanOptions::default()
         };
         if !defaults.fail_closed {
@@ -98,7 +106,7 @@ impl PlanInputs {
 /// Plan the whole ruleset for one snapshot.
 pub fn plan(snapshot: &Snapshot, inputs: &PlanInputs) -> Ruleset {
     let options = &inputs.options;
-    let resolved = policy::resolve(snapshot, &inputs.policy);
+    let resolved = policy::resolve(snapshot, inputs);
     let guarded = Guarded::new(snapshot, options);
     let exposure = filter::exposure_sets(snapshot, &resolved);
     let links = filter::links_set(snapshot, &resolved);

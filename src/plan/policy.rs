@@ -6,10 +6,10 @@ use std::net::Ipv6Addr;
 
 use ipnet::Ipv6Net;
 
+use super::PlanInputs;
 use super::published::{port_network, publications};
 use crate::config::{
-    ContainerPolicy, Policy, container_policy_from_labels, effective_container_policy,
-    unknown_names,
+    ContainerPolicy, container_policy_from_labels, effective_container_policy, unknown_names,
 };
 use crate::snapshot::{Container, Network, PortBinding, Protocol, Snapshot};
 
@@ -73,8 +73,9 @@ fn docker_rules(network: &Network) -> NetworkRules {
     }
 }
 
-/// Apply `policy` (and the containers' labels) to `snapshot`.
-pub fn resolve(snapshot: &Snapshot, policy: &Policy) -> Resolved {
+/// Apply the policy (and the containers' labels) to `snapshot`.
+pub fn resolve(snapshot: &Snapshot, inputs: &PlanInputs) -> Resolved {
+    let policy = &inputs.policy;
     let networks = snapshot
         .networks
         .iter()
@@ -94,7 +95,7 @@ pub fn resolve(snapshot: &Snapshot, policy: &Policy) -> Resolved {
         .containers
         .iter()
         .filter_map(|container| {
-            let (effective, _) = container_policy(container, policy);
+            let (effective, _) = container_policy(container, inputs);
             effective.map(|p| (container.name.clone(), p))
         })
         .collect();
@@ -108,9 +109,16 @@ pub fn resolve(snapshot: &Snapshot, policy: &Policy) -> Resolved {
 /// narrowed on the way, as messages naming the container.
 fn container_policy(
     container: &Container,
-    policy: &Policy,
+    inputs: &PlanInputs,
 ) -> (Option<ContainerPolicy>, Vec<String>) {
-    let (labels, label_errors) = container_policy_from_labels(&container.labels);
+    let policy = &inputs.policy;
+    let (labels, label_errors) = container_policy_from_labels(
+        &container.labels,
+        container
+            .image_labels_known
+            .then_some(&container.image_labels),
+        inputs.options.labels_may_expose,
+    );
     let mut messages: Vec<String> = label_errors
         .iter()
         .map(|e| format!("container {}: {e} (label ignored)", container.name))
@@ -129,15 +137,16 @@ fn container_policy(
 }
 
 /// Everything worth telling the operator about the policy against this snapshot: malformed
-/// labels, label values narrowed by a policy file, names that match nothing.
-pub fn warnings(snapshot: &Snapshot, policy: &Policy) -> Vec<String> {
+/// labels, expose labels that may not widen, label values narrowed by a policy file, names
+/// that match nothing.
+pub fn warnings(snapshot: &Snapshot, inputs: &PlanInputs) -> Vec<String> {
     let mut out: Vec<String> = snapshot
         .containers
         .iter()
-        .flat_map(|c| container_policy(c, policy).1)
+        .flat_map(|c| container_policy(c, inputs).1)
         .collect();
     out.extend(
-        unknown_names(policy, snapshot)
+        unknown_names(&inputs.policy, snapshot)
             .iter()
             .map(|w| w.to_string()),
     );

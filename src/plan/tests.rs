@@ -489,7 +489,7 @@ fn label_policies_apply_and_malformed_labels_are_reported() {
     let ruleset = plan(&snapshot, &PlanInputs::default());
     let web1: Ipv6Addr = "fd76:6700:0:10::2".parse().unwrap();
     assert_eq!(published(&ruleset), vec![(web1, 80)]);
-    let warnings = warnings(&snapshot, &Policy::default());
+    let warnings = warnings(&snapshot, &PlanInputs::default());
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(
         warnings[0].starts_with("container db: label v6guard.allow_from"),
