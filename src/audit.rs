@@ -54,8 +54,8 @@ pub fn audit(snapshot: &Snapshot, inputs: &PlanInputs) -> Audit {
     let mut reachable: Vec<Reachable> = Vec::new();
     for exposure in plan::exposures(snapshot, &resolved) {
         let host_port = match exposure.cause {
-            Cause::Published(binding) => Some(host_port(binding)),
-            Cause::Exposed => None,
+            Cause::Published(binding) if exposure.translated => Some(host_port(binding)),
+            _ => None,
         };
         // Several bindings of one container port (`::` and a host address) are one entry.
         if let Some(entry) = reachable.iter_mut().find(|r| {

@@ -436,7 +436,10 @@ fn a_deleted_bridge_table_comes_back() {
         normalize_listing(&before),
         "restored exactly"
     );
-    assert!(list_table(None).is_some(), "the ip6 table stayed throughout");
+    assert!(
+        list_table(None).is_some(),
+        "the ip6 table stayed throughout"
+    );
 }
 
 /// Something keeps deleting the table: past the restore limit (5 a minute) the daemon stops

@@ -184,6 +184,12 @@ fn to_bridge_chain(
             .map(|n| internal_ingress_rule(n)),
     );
     rules.extend(guarded.interfaces.iter().map(isolation_rule));
+    rules.extend(
+        networks
+            .iter()
+            .filter(|n| !n.internal)
+            .filter_map(|n| gateway_mode_rule(n, resolved)),
+    );
     rules.extend(direct_lookups(sets).into_iter().map(|lookup| {
         Rule::new(vec![lookup], Action::Accept).comment("published container ports")
     }));
@@ -301,6 +307,29 @@ fn internal_ingress_rule(network: &Network) -> Rule {
     )
     .counted()
     .comment(format!("internal network {}: no ingress", network.name))
+}
+
+/// What a gateway mode decides for traffic from outside before the published sets are
+/// consulted: `nat` lets nothing reach the containers' own addresses (published ports are
+/// reached through DNAT, accepted above), `nat-unprotected` lets everything in.
+fn gateway_mode_rule(network: &Network, resolved: &Resolved) -> Option<Rule> {
+    let reach = resolved.network(network).reach();
+    let bridge = vec![Match::OutInterface(InterfaceName::Exact(
+        network.bridge.clone(),
+    ))];
+    if reach.sealed() {
+        Some(Rule::new(bridge, Action::Drop).counted().comment(format!(
+            "gateway mode nat: network {}: only through a host address",
+            network.name
+        )))
+    } else if reach.unprotected() {
+        Some(Rule::new(bridge, Action::Accept).comment(format!(
+            "gateway mode nat-unprotected: network {}: every port",
+            network.name
+        )))
+    } else {
+        None
+    }
 }
 
 /// Traffic from one Docker bridge into another is dropped (Docker's isolation chains).

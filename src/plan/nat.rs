@@ -27,7 +27,7 @@ use crate::ruleset::{
     Action, Chain, DNAT_ANY_MAP, DNAT_HOST_MAP, Field, FieldType, Hook, InterfaceName, Match,
     NamedSet, PacketField, Rule,
 };
-use crate::snapshot::{Network, Snapshot};
+use crate::snapshot::{GatewayMode, Network, Snapshot};
 
 pub const PREROUTING_CHAIN: &str = "prerouting";
 pub const OUTPUT_CHAIN: &str = "output";
@@ -48,9 +48,10 @@ pub fn dnat_maps(snapshot: &Snapshot, resolved: &Resolved) -> (NamedSet, NamedSe
         vec![FieldType::Address, FieldType::Protocol, FieldType::Port],
         value,
     );
-    let allowed = publications(snapshot)
-        .into_iter()
-        .filter(|p| dnat_allowed(resolved, p.container, p.binding));
+    let allowed = publications(snapshot).into_iter().filter(|p| {
+        resolved.network(p.network).reach().translated()
+            && dnat_allowed(resolved, p.container, p.binding)
+    });
     for publication in allowed {
         let binding = publication.binding;
         let target = vec![
@@ -202,9 +203,10 @@ fn hairpin_rules(network: &Network) -> Vec<Rule> {
 }
 
 /// Whether outbound IPv6 from this subnet is translated. Internal networks never; a policy
-/// `nat66` (or `snat_address`) decides when set; otherwise a unique local prefix follows the
-/// network's `enable_ip_masquerade` (default bridge: the daemon's `ip-masq`) and a global
-/// prefix, routable as it is, is translated only when the operator asks (`nat66_gua`).
+/// `nat66` (or `snat_address`) decides when set; a network without `enable_ip_masquerade`
+/// (default bridge: the daemon's `ip-masq`) never; a gateway mode decides as Docker 28 does;
+/// otherwise a unique local prefix is translated and a global prefix, routable as it is,
+/// only when the operator asks (`nat66_gua`).
 pub fn nat66_enabled(
     network: &Network,
     rules: &NetworkRules,
@@ -220,10 +222,12 @@ pub fn nat66_enabled(
     if !network.masquerade {
         return false;
     }
-    if Network::is_ula(subnet) {
-        options.nat66_ula
-    } else {
-        options.nat66_gua
+    match rules.gateway_mode {
+        // Docker 28: `nat` masquerades every prefix, global ones too; `routed` none.
+        Some(GatewayMode::Nat) | Some(GatewayMode::NatUnprotected) => true,
+        Some(GatewayMode::Routed) => false,
+        None if Network::is_ula(subnet) => options.nat66_ula,
+        None => options.nat66_gua,
     }
 }
 

@@ -11,7 +11,7 @@ use super::published::{port_network, publications};
 use crate::config::{
     ContainerPolicy, container_policy_from_labels, effective_container_policy, unknown_names,
 };
-use crate::snapshot::{Container, Network, PortBinding, Protocol, Snapshot};
+use crate::snapshot::{Container, GatewayMode, Network, PortBinding, Protocol, Snapshot};
 
 /// A network's behaviour after policy overrides.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +26,64 @@ pub struct NetworkRules {
     /// Answer neighbour solicitations for the network's container addresses on this
     /// interface (policy `ndp_proxy`).
     pub ndp_proxy: Option<String>,
+    /// Docker 28's gateway mode, by name: the policy's, else the network's Docker option,
+    /// else `defaults.gateway_mode`. `None`: v6guard's default (see [`GatewayReach`]).
+    pub gateway_mode: Option<GatewayMode>,
+}
+
+impl NetworkRules {
+    /// How outside traffic reaches this network's containers.
+    pub fn reach(&self) -> GatewayReach {
+        GatewayReach::of(self.gateway_mode)
+    }
+}
+
+/// What a gateway mode means for traffic from outside, decided once here and read by the
+/// filter, NAT and audit code.
+///
+/// | mode | direct to published ports | other ports directly | DNAT on host addresses | echo from outside | NAT66 |
+/// |---|---|---|---|---|---|
+/// | v6guard's default | yes (not bindings on one host address) | no | yes | yes | ULA (`nat66_ula`), GUA on request |
+/// | `nat` | no | no | yes | no | every prefix |
+/// | `routed` | yes (any binding) | no | no | yes | none |
+/// | `nat-unprotected` | yes (every port) | yes | yes | yes | every prefix |
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GatewayReach {
+    pub mode: Option<GatewayMode>,
+}
+
+impl GatewayReach {
+    pub fn of(mode: Option<GatewayMode>) -> Self {
+        GatewayReach { mode }
+    }
+
+    /// Whether a published binding is reachable on the container's own address (outside the
+    /// `nat-unprotected` blanket accept). A binding on one host address narrows exposure to
+    /// that address in v6guard's default; `routed` has no host-address path, so it opens the
+    /// container port itself, as Docker 28 does.
+    pub fn direct(self, binding: Option<&PortBinding>) -> bool {
+        match self.mode {
+            None => binding.is_none_or(|b| !b.on_one_host_address()),
+            Some(GatewayMode::Routed) => true,
+            Some(GatewayMode::Nat) | Some(GatewayMode::NatUnprotected) => false,
+        }
+    }
+
+    /// Whether published ports are translated (DNAT) from the host's addresses.
+    pub fn translated(self) -> bool {
+        self.mode != Some(GatewayMode::Routed)
+    }
+
+    /// Whether everything from outside is kept off the containers' own addresses except
+    /// through DNAT (echo requests included).
+    pub fn sealed(self) -> bool {
+        self.mode == Some(GatewayMode::Nat)
+    }
+
+    /// Whether every container port is open from outside, published or not.
+    pub fn unprotected(self) -> bool {
+        self.mode == Some(GatewayMode::NatUnprotected)
+    }
 }
 
 /// Policy resolved against one snapshot.
@@ -35,6 +93,8 @@ pub struct Resolved {
     networks: BTreeMap<String, NetworkRules>,
     /// By container name; containers without any policy are absent.
     containers: BTreeMap<String, ContainerPolicy>,
+    /// `defaults.gateway_mode`, for networks no policy names.
+    default_gateway_mode: Option<GatewayMode>,
 }
 
 impl Resolved {
@@ -43,7 +103,7 @@ impl Resolved {
         self.networks
             .get(&network.id)
             .cloned()
-            .unwrap_or_else(|| docker_rules(network))
+            .unwrap_or_else(|| docker_rules(network, self.default_gateway_mode))
     }
 
     /// The container's policy, if any.
@@ -61,7 +121,7 @@ impl Resolved {
 /// What Docker's own options ask for. `com.docker.network.host_ipv6` is an explicit request
 /// for translation to that address, so it turns NAT66 on even for a global prefix (unless
 /// masquerading is off for the network, which in Docker disables SNAT too).
-fn docker_rules(network: &Network) -> NetworkRules {
+fn docker_rules(network: &Network, default_gateway_mode: Option<GatewayMode>) -> NetworkRules {
     NetworkRules {
         icc: network.icc,
         nat66: network
@@ -70,6 +130,7 @@ fn docker_rules(network: &Network) -> NetworkRules {
             .map(|_| true),
         snat: network.host_ipv6,
         ndp_proxy: None,
+        gateway_mode: network.gateway_mode_ipv6.or(default_gateway_mode),
     }
 }
 
@@ -81,12 +142,13 @@ pub fn resolve(snapshot: &Snapshot, inputs: &PlanInputs) -> Resolved {
         .iter()
         .filter_map(|network| {
             let overrides = policy.networks.get(&network.name)?;
-            let docker = docker_rules(network);
+            let docker = docker_rules(network, inputs.options.gateway_mode);
             let rules = NetworkRules {
                 icc: overrides.icc.unwrap_or(docker.icc),
                 nat66: overrides.nat66.or(overrides.snat_address.map(|_| true)),
                 snat: overrides.snat_address.or(docker.snat),
                 ndp_proxy: overrides.ndp_proxy.as_ref().map(|p| p.interface.clone()),
+                gateway_mode: overrides.gateway_mode.or(docker.gateway_mode),
             };
             Some((network.id.clone(), rules))
         })
@@ -102,6 +164,7 @@ pub fn resolve(snapshot: &Snapshot, inputs: &PlanInputs) -> Resolved {
     Resolved {
         networks,
         containers,
+        default_gateway_mode: inputs.options.gateway_mode,
     }
 }
 
@@ -150,7 +213,30 @@ pub fn warnings(snapshot: &Snapshot, inputs: &PlanInputs) -> Vec<String> {
             .iter()
             .map(|w| w.to_string()),
     );
+    out.extend(unprotected_policies(snapshot, &resolve(snapshot, inputs)));
     out
+}
+
+/// Containers whose `deny` or `allow_from` cannot hold on their container address because
+/// their network is in gateway mode `nat-unprotected`, which opens every port there.
+fn unprotected_policies(snapshot: &Snapshot, resolved: &Resolved) -> Vec<String> {
+    snapshot
+        .containers
+        .iter()
+        .filter_map(|container| {
+            let policy = resolved.container(container)?;
+            let (network, _) = port_network(snapshot, container)?;
+            let narrows = !policy.deny.is_empty() || policy.allow_from.is_some();
+            (narrows && resolved.network(network).reach().unprotected()).then(|| {
+                format!(
+                    "container {}: network {} is in gateway mode nat-unprotected, which opens \
+                     every port on container addresses; its deny and allow_from hold only \
+                     through host addresses (use gateway mode nat, or v6guard's default)",
+                    container.name, network.name
+                )
+            })
+        })
+        .collect()
 }
 
 /// A container port reachable over IPv6 on the container's address, and from where.
@@ -163,8 +249,10 @@ pub struct Exposure<'a> {
     /// `None`: from anywhere. `Some`: only from these prefixes (possibly none).
     pub allow_from: Option<Vec<Ipv6Net>>,
     /// Reachable on the container's own address. `false`: only through DNAT on a host
-    /// address (a binding on one host address: the operator narrowed exposure to it).
+    /// address (a binding on one host address, or gateway mode `nat`).
     pub direct: bool,
+    /// Reachable through DNAT on the host port of `cause` (not in gateway mode `routed`).
+    pub translated: bool,
     /// Why the port is open: a published binding, or the policy's `expose`.
     pub cause: Cause<'a>,
 }
@@ -177,28 +265,37 @@ pub enum Cause<'a> {
 }
 
 /// Every exposure: published bindings and policy `expose` ports, minus denied ports, with the
-/// container's `allow_from`.
+/// container's `allow_from` and how its network's gateway mode lets it be reached.
 pub fn exposures<'a>(snapshot: &'a Snapshot, resolved: &Resolved) -> Vec<Exposure<'a>> {
     let mut out: Vec<Exposure> = publications(snapshot)
         .into_iter()
         .filter(|p| !resolved.denied(p.container, p.binding.protocol, p.binding.container_port))
-        .map(|p| Exposure {
-            container: p.container,
-            address: p.address,
-            protocol: p.binding.protocol,
-            port: p.binding.container_port,
-            allow_from: allowed_sources(resolved, p.container),
-            direct: !p.binding.on_one_host_address(),
-            cause: Cause::Published(p.binding),
+        .map(|p| {
+            let reach = resolved.network(p.network).reach();
+            Exposure {
+                container: p.container,
+                address: p.address,
+                protocol: p.binding.protocol,
+                port: p.binding.container_port,
+                allow_from: allowed_sources(resolved, p.container),
+                direct: reach.direct(Some(p.binding)),
+                translated: reach.translated(),
+                cause: Cause::Published(p.binding),
+            }
         })
         .collect();
     for container in &snapshot.containers {
         let Some(policy) = resolved.container(container) else {
             continue;
         };
-        let Some((_, Some(address))) = port_network(snapshot, container) else {
+        let Some((network, Some(address))) = port_network(snapshot, container) else {
             continue;
         };
+        // `expose` opens a port on the container's address; in gateway mode `nat` nothing
+        // is reachable there (and no host port leads to an unpublished port).
+        if !resolved.network(network).reach().direct(None) {
+            continue;
+        }
         for spec in &policy.expose {
             out.extend(
                 spec.ports()
@@ -210,6 +307,7 @@ pub fn exposures<'a>(snapshot: &'a Snapshot, resolved: &Resolved) -> Vec<Exposur
                         port,
                         allow_from: policy.allow_from.clone(),
                         direct: true,
+                        translated: false,
                         cause: Cause::Exposed,
                     }),
             );
