@@ -52,6 +52,31 @@ impl Peer {
     }
 }
 
+/// The outside namespace's end of its link, and the host's end (the router it sends to).
+struct OutsideLink {
+    ns: Namespace,
+    ifname: String,
+    mac: Mac,
+    host_mac: Mac,
+}
+
+impl OutsideLink {
+    fn of(outside: &Outside) -> OutsideLink {
+        let names = lib_sh_output(&format!("v6g_outside_ifnames {}", outside.name));
+        let mut names = names.split_whitespace();
+        let host_if = names.next().expect("host ifname");
+        let ifname = names.next().expect("namespace ifname").to_string();
+        let ns = Namespace::named(&outside.name);
+        let mac = ns.mac(&ifname);
+        OutsideLink {
+            ns,
+            ifname,
+            mac,
+            host_mac: host_mac(host_if),
+        }
+    }
+}
+
 /// The host's bridge for a Docker network (`br-` and the first 12 hex digits of its id).
 fn bridge(network: &str) -> String {
     let id = docker(&["network", "inspect", "-f", "{{.Id}}", network]);
@@ -335,5 +360,283 @@ fn router_advertisements_and_redirects_from_containers_are_dropped() {
         failures.is_empty(),
         "router advertisements and redirects from a container must be dropped:\n{}",
         failures.join("\n")
+    );
+}
+
+/// Threat: a container on one network (any image author's code) reaching a container on
+/// another network, or on an `--internal` one. Hole: the isolation rules accept neighbour
+/// solicitations and advertisements before they drop cross-network traffic, whatever their
+/// hop limit and wherever they are routed, so a container can push NDP messages (with any
+/// payload in their options) through the host into a network it must not reach. NDP is
+/// link-local by nature: one the host routes is never legitimate.
+#[test]
+fn ndp_does_not_cross_network_isolation() {
+    let Some(_lock) = system_lock() else { return };
+    let _table = TableGuard::clean();
+    let n1 = Network::create("v6gt-sec-ndp1", "fd76:6700:0:92::/64", &[]);
+    let n2 = Network::create("v6gt-sec-ndp2", "fd76:6700:0:93::/64", &[]);
+    let n3 = Network::internal("v6gt-sec-ndp3", "fd76:6700:0:94::/64");
+    let off = Network::create(
+        "v6gt-sec-ndpoff",
+        "fd76:6700:0:95::/64",
+        &["com.docker.network.bridge.enable_icc=false"],
+    );
+    let attacker = Container::web("v6gt-sec-ndp-a", &n1.name, &[]);
+    let friend = Container::web("v6gt-sec-ndp-f", &n1.name, &[]);
+    let victim2 = Container::web("v6gt-sec-ndp-v2", &n2.name, &[]);
+    let victim3 = Container::web("v6gt-sec-ndp-v3", &n3.name, &[]);
+    let c1 = Container::web("v6gt-sec-ndp-c1", &off.name, &[]);
+    let c2 = Container::web("v6gt-sec-ndp-c2", &off.name, &[]);
+    let a = Peer::of(&attacker, &n1.name);
+    let friend_v6 = friend.ipv6(&n1.name);
+    let v2 = Peer::of(&victim2, &n2.name);
+    let v3 = Peer::of(&victim3, &n3.name);
+    let (c1, c2) = (Peer::of(&c1, &off.name), Peer::of(&c2, &off.name));
+    // Routed frames need the host to reach each victim: prove them up first.
+    for victim in [&v2, &v3] {
+        let address = victim.addr.to_string();
+        assert!(
+            eventually(READY, || host_connects(&address, 80)),
+            "{address} is up"
+        );
+    }
+    let router = host_mac(&bridge(&n1.name));
+
+    v6guard_ok(&["apply"]);
+
+    let ns_marker = marker("ndp-control-ns");
+    let solicitation = icmpv6(
+        c1.addr,
+        c2.addr,
+        255,
+        &neighbor_solicitation(c2.addr, c1.mac, &ns_marker),
+    );
+    assert!(
+        within_three(|| c1.reaches(
+            &c2,
+            ethernet(c2.mac, c1.mac, &[], &solicitation),
+            &ns_marker
+        )),
+        "control: NDP within one ICC-off network still works after apply"
+    );
+    assert!(
+        run(
+            DOCKER,
+            &[
+                "exec",
+                &attacker.name,
+                "ping",
+                "-c",
+                "1",
+                "-W",
+                "2",
+                &friend_v6
+            ]
+        )
+        .status
+        .success(),
+        "control: ping6 within an ICC-on network works after apply"
+    );
+
+    let mut leaks = Vec::new();
+    for (victim, network) in [(&v2, "another network"), (&v3, "an internal network")] {
+        for hop_limit in [64, 255] {
+            let ns_marker = marker("ndp-ns");
+            let message = neighbor_solicitation(victim.addr, a.mac, &ns_marker);
+            let packet = icmpv6(a.addr, victim.addr, hop_limit, &message);
+            if a.reaches(victim, ethernet(router, a.mac, &[], &packet), &ns_marker) {
+                leaks.push(format!("NS, hop limit {hop_limit}, to {network}"));
+            }
+            let na_marker = marker("ndp-na");
+            let message = neighbor_advertisement(a.addr, a.mac, &na_marker);
+            let packet = icmpv6(a.addr, victim.addr, hop_limit, &message);
+            if a.reaches(victim, ethernet(router, a.mac, &[], &packet), &na_marker) {
+                leaks.push(format!("NA, hop limit {hop_limit}, to {network}"));
+            }
+        }
+    }
+    assert!(
+        leaks.is_empty(),
+        "NDP routed through the host must not cross isolation; these arrived: {leaks:?}"
+    );
+}
+
+/// Threat: a container (any image author's code) sending with a forged source address.
+/// Hole: nothing checks the source of what a container sends, so it can spoof another
+/// network's addresses (and the masquerade rule for that network then launders the packet
+/// into the host's own address) or any address at all, to attack or frame others outside.
+#[test]
+fn containers_cannot_send_with_forged_sources() {
+    let Some(_lock) = system_lock() else { return };
+    let _table = TableGuard::clean();
+    let outside = Outside::up("v6gt-sec-out");
+    let n1 = Network::create("v6gt-sec-spf1", "fd76:6700:0:96::/64", &[]);
+    let _n2 = Network::create("v6gt-sec-spf2", "fd76:6700:0:97::/64", &[]);
+    let sender = Container::web("v6gt-sec-spf-a", &n1.name, &[]);
+    assert!(
+        eventually(READY, || sender.fetch_ip(OUTSIDE_ADDR, 8000).is_some()),
+        "the container reaches the outside"
+    );
+    let a = Peer::of(&sender, &n1.name);
+    let link = OutsideLink::of(&outside);
+    let router = host_mac(&bridge(&n1.name));
+    let send = |label: &str, source: Ipv6Addr| {
+        let marker = marker(label);
+        let packet = udp(source, addr(OUTSIDE_ADDR), 64, (40000, 9), &marker);
+        arrives(
+            &a.ns,
+            "eth0",
+            ethernet(router, a.mac, &[], &packet),
+            &link.ns,
+            &link.ifname,
+            WINDOW,
+            carries(&marker),
+        )
+    };
+
+    v6guard_ok(&["apply"]);
+
+    assert!(
+        within_three(|| send("spoof-control", a.addr)),
+        "control: UDP from the container's own address reaches the outside"
+    );
+    let leaks: Vec<&str> = [
+        ("a source in another Docker network", "fd76:6700:0:97::99"),
+        ("a source outside every Docker network", "2001:db8:99::1"),
+    ]
+    .into_iter()
+    .filter(|(label, source)| send(label, addr(source)))
+    .map(|(label, _)| label)
+    .collect();
+    assert!(
+        leaks.is_empty(),
+        "a container's forged source must be dropped; these reached the outside: {leaks:?}"
+    );
+}
+
+/// Threat: a LAN host (anyone routed to the Docker host) forging a source address inside a
+/// Docker network's prefix. Hole: nothing checks that a packet claiming a Docker network's
+/// address came from that network's bridge. So (1) an outside host can reach a published
+/// port as if it were a container of a Docker network (replies then go to that network, not
+/// to the sender), and (2) the NAT66 masquerade rule for that prefix rewrites a forged packet
+/// the host routes back out into one from the host's own address: the host launders it.
+#[test]
+fn outside_cannot_forge_docker_sources() {
+    let Some(_lock) = system_lock() else { return };
+    let _table = TableGuard::clean();
+    let outside = Outside::up("v6gt-sec-out");
+    let net = Network::create("v6gt-sec-fwd", "fd76:6700:0:98::/64", &[]);
+    let _other = Network::create("v6gt-sec-fwd2", "fd76:6700:0:99::/64", &[]);
+    let server = Container::web("v6gt-sec-fwd-web", &net.name, &["-p", "18491:9999/udp"]);
+    let web = Peer::of(&server, &net.name);
+    let web_v6 = web.addr.to_string();
+    assert!(
+        eventually(READY, || outside.connects(&web_v6, 80)),
+        "the container is up and routed"
+    );
+    let link = OutsideLink::of(&outside);
+    // From outside to the container's published UDP port, directly or through the host's
+    // address (DNAT); whether it reaches the container.
+    let to_web = |label: &str, source: &str, destination: &str, port: u16| {
+        let marker = marker(label);
+        let packet = udp(addr(source), addr(destination), 64, (40000, port), &marker);
+        arrives(
+            &link.ns,
+            &link.ifname,
+            ethernet(link.host_mac, link.mac, &[], &packet),
+            &web.ns,
+            "eth0",
+            WINDOW,
+            carries(&marker),
+        )
+    };
+    // From outside through the host back to the outside namespace itself; whether it comes
+    // back from `returned_from` (the receiver ignores the copy it sent).
+    let reflected = |label: &str, source: &str, returned_from: &str| {
+        let marker = marker(label);
+        let packet = udp(addr(source), addr(OUTSIDE_ADDR), 64, (40000, 9), &marker);
+        let has_marker = carries(&marker);
+        let returned_from = addr(returned_from).octets();
+        arrives(
+            &link.ns,
+            &link.ifname,
+            ethernet(link.host_mac, link.mac, &[], &packet),
+            &link.ns,
+            &link.ifname,
+            WINDOW,
+            move |frame| frame.get(22..38) == Some(&returned_from[..]) && has_marker(frame),
+        )
+    };
+
+    v6guard_ok(&["apply"]);
+
+    assert!(
+        within_three(|| to_web("fwd-control", OUTSIDE_ADDR, &web_v6, 9999)),
+        "control: the outside's real address reaches the published UDP port on the container"
+    );
+    assert!(
+        within_three(|| to_web("fwd-control-dnat", OUTSIDE_ADDR, HOST_ADDR, 18491)),
+        "control: the outside's real address reaches the published UDP port via the host"
+    );
+    assert!(
+        within_three(|| reflected("fwd-control-reflect", OUTSIDE_ADDR, OUTSIDE_ADDR)),
+        "control: the host routes a packet from the outside back to the outside, untouched"
+    );
+    let mut leaks = Vec::new();
+    for (prefix, source) in [
+        ("its own network", "fd76:6700:0:98::99"),
+        ("another Docker network", "fd76:6700:0:99::99"),
+    ] {
+        if to_web("fwd-direct", source, &web_v6, 9999) {
+            leaks.push(format!(
+                "outside, source in {prefix}, reached the container directly"
+            ));
+        }
+        if to_web("fwd-dnat", source, HOST_ADDR, 18491) {
+            leaks.push(format!(
+                "outside, source in {prefix}, reached the container via DNAT"
+            ));
+        }
+        if reflected("fwd-reflect", source, HOST_ADDR) {
+            leaks.push(format!(
+                "outside, source in {prefix}, came back masqueraded to {HOST_ADDR}"
+            ));
+        }
+    }
+    assert!(
+        leaks.is_empty(),
+        "a Docker network's source arriving from outside must be dropped:\n{}",
+        leaks.join("\n")
+    );
+}
+
+/// Threat: a LAN host. Hole 2: a port published only on one host address
+/// (`-p [HOST_IP]:PORT:80`) must be reachable only there, through DNAT; v6guard also opens
+/// the container's own address on the container port, so the LAN reaches the container
+/// directly, bypassing the binding the user chose.
+#[test]
+fn host_ip_binding_does_not_open_the_container_address() {
+    let Some(_lock) = system_lock() else { return };
+    let _table = TableGuard::clean();
+    let outside = Outside::up("v6gt-sec-out");
+    let net = Network::create("v6gt-sec-hip", "fd76:6700:0:9a::/64", &[]);
+    let binding = format!("[{HOST_ADDR}]:18490:80");
+    let web = Container::web("v6gt-sec-hip-web", &net.name, &["-p", &binding]);
+    let web_v6 = web.ipv6(&net.name);
+    assert!(
+        eventually(READY, || host_connects(&web_v6, 80)),
+        "the container is up"
+    );
+
+    v6guard_ok(&["apply"]);
+
+    assert_eq!(
+        answered(|| outside.fetch_ip(HOST_ADDR, 18490)).as_deref(),
+        Some(OUTSIDE_ADDR),
+        "control: the outside reaches [{HOST_ADDR}]:18490 through DNAT, client address kept"
+    );
+    assert!(
+        !outside.connects(&web_v6, 80),
+        "a port published only on {HOST_ADDR} must not open [{web_v6}]:80 to the outside"
     );
 }
