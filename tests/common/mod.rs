@@ -11,6 +11,8 @@
 
 #![allow(dead_code)]
 
+pub mod frames;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard};
@@ -44,13 +46,19 @@ pub fn system_lock() -> Option<SystemLock> {
     let guard = SYSTEM
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
+    // The cross-process lock comes before the prerequisite check: the process holding it may
+    // be restarting dockerd (ProxyMode), and a daemon briefly down is no missing prerequisite.
+    // Only root can take it (the check below reports a missing root).
+    // SAFETY: geteuid has no preconditions.
+    let file = (unsafe { libc::geteuid() } == 0).then(lock_file);
     let missing = missing_prerequisite();
-    match missing {
-        None => Some(SystemLock {
-            _file: lock_file(),
+    match (missing, file) {
+        (None, Some(file)) => Some(SystemLock {
+            _file: file,
             _guard: guard,
         }),
-        Some(what) => {
+        (None, None) => unreachable!("every prerequisite is there, so we are root"),
+        (Some(what), _) => {
             let in_ci = std::env::var_os("CI").is_some();
             let skip = std::env::var("V6GUARD_SKIP_SYSTEM_TESTS").as_deref() == Ok("1");
             if skip && !in_ci {
