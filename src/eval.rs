@@ -490,3 +490,6 @@ fn contains(element: &Field, packet: &Field) -> bool {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod properties;
