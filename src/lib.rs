@@ -8,6 +8,7 @@ pub mod audit;
 pub mod config;
 pub mod daemon;
 pub mod docker;
+pub mod eval;
 pub mod host;
 pub mod ndp;
 pub mod nft;
