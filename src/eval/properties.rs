@@ -359,6 +359,8 @@ fn build(spec: HostSpec) -> World {
                 id: format!("c{i}-id"),
                 name: format!("c{i}"),
                 labels: BTreeMap::new(),
+                image_labels: BTreeMap::new(),
+                image_labels_known: true,
                 endpoints,
                 ports,
                 exposed: vec![],
