@@ -55,6 +55,10 @@ pub struct Defaults {
     /// Gateway mode for networks whose policy and Docker options name none. `None`: v6guard's
     /// own default.
     pub gateway_mode: Option<GatewayMode>,
+    /// Published ports reached through a host address obey ICC and network isolation too,
+    /// as Docker 20.10's IPv4 rules with userland-proxy off. Off: they are reachable from
+    /// other networks, as docker-proxy makes them and as Docker 28 documents.
+    pub strict_isolation: bool,
 }
 
 impl Default for Defaults {
@@ -65,6 +69,7 @@ impl Default for Defaults {
             fail_closed: true,
             labels_may_expose: false,
             gateway_mode: None,
+            strict_isolation: false,
         }
     }
 }
@@ -105,12 +110,13 @@ const TOP_KEYS: [&str; 6] = [
     "metrics_listen",
     "log_format",
 ];
-const DEFAULTS_KEYS: [&str; 5] = [
+const DEFAULTS_KEYS: [&str; 6] = [
     "nat66_ula",
     "nat66_gua",
     "fail_closed",
     "labels_may_expose",
     "gateway_mode",
+    "strict_isolation",
 ];
 
 /// Parse `v6guard.yaml`. Pure: `file` only names the text in messages. An empty file (or one
@@ -162,6 +168,7 @@ fn read_defaults(checker: &mut Checker, value: &Value, path: &KeyPath, defaults:
         ("nat66_gua", &mut defaults.nat66_gua),
         ("fail_closed", &mut defaults.fail_closed),
         ("labels_may_expose", &mut defaults.labels_may_expose),
+        ("strict_isolation", &mut defaults.strict_isolation),
     ];
     for (key, target) in targets {
         if let Some(value) = fields.get(key) {

@@ -61,7 +61,7 @@ fn every_key_parses() {
         "docker_host: unix:///run/docker.sock\n\
          daemon_json: /etc/docker/daemon.json\n\
          defaults:\n  nat66_ula: false\n  nat66_gua: true\n  fail_closed: false\n\
-         \x20 labels_may_expose: true\n  gateway_mode: nat-unprotected\n\
+         \x20 labels_may_expose: true\n  gateway_mode: nat-unprotected\n  strict_isolation: true\n\
          resync_interval: 5m\n\
          metrics_listen: \"[::1]:9723\"\n\
          log_format: json\n",
@@ -83,6 +83,7 @@ fn every_key_parses() {
             fail_closed: false,
             labels_may_expose: true,
             gateway_mode: Some(GatewayMode::NatUnprotected),
+            strict_isolation: true,
         }
     );
     assert_eq!(config.resync_interval, Duration::from_secs(300));
@@ -123,7 +124,7 @@ fn new_defaults_are_validated_with_their_place() {
             format!(
                 "{FILE}:4:3: defaults.labels_may_expos: unknown key (did you mean \
                  labels_may_expose?); expected one of nat66_ula, nat66_gua, fail_closed, \
-                 labels_may_expose, gateway_mode"
+                 labels_may_expose, gateway_mode, strict_isolation"
             ),
         ]
     );
@@ -161,7 +162,7 @@ fn config_errors_name_file_line_and_key() {
             format!(
                 "{FILE}:6:3: defaults.failclosed: unknown key (did you mean fail_closed?); \
                  expected one of nat66_ula, nat66_gua, fail_closed, labels_may_expose, \
-                 gateway_mode"
+                 gateway_mode, strict_isolation"
             ),
             format!(
                 "{FILE}:7:18: resync_interval: `0` is not a duration v6guard accepts; expected a \

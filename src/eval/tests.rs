@@ -323,3 +323,175 @@ fn hairpin_through_a_host_address_follows_the_proxy_mode() {
         other => panic!("not forwarded: {other:?}"),
     }
 }
+
+/// The plan with `web`'s gateway mode set by a policy file, and the options given.
+fn plan_with(s: &Snapshot, policy: &str, options: crate::plan::PlanOptions) -> Ruleset {
+    let policy = crate::config::parse_policy_file(std::path::Path::new("p.yaml"), policy).unwrap();
+    plan(s, &PlanInputs { options, policy })
+}
+
+fn web_mode(mode: &str) -> String {
+    format!("networks:\n  web:\n    gateway_mode: {mode}\n")
+}
+
+/// Where a connection from outside to `host`:`port` ends up, and whether it is let in.
+fn through_host(ruleset: &Ruleset, s: &Snapshot, port: u16) -> Option<(Ipv6Addr, bool)> {
+    let arriving = packet(s, "eth0", OUTSIDE, HOST, tcp(port));
+    match inbound(ruleset, &[addr(HOST)], &arriving, route(s)) {
+        Inbound::Forwarded {
+            destination,
+            verdict,
+            ..
+        } => Some((destination, verdict.accepted)),
+        Inbound::Local { .. } => None,
+    }
+}
+
+#[test]
+fn gateway_mode_nat_reaches_containers_only_through_host_addresses() {
+    let mut s = snapshot();
+    // A global prefix: `nat` masquerades it too, v6guard's default does not.
+    s.networks[1].ipv6_subnets = vec!["2001:db8:7761::/64".parse().unwrap()];
+    s.containers[0].endpoints[0].ipv6 = Some(addr("2001:db8:7761::2"));
+    let web1 = "2001:db8:7761::2";
+    let default = plan(&s, &PlanInputs::default());
+    let nat = plan_with(&s, &web_mode("nat"), Default::default());
+    let direct = |r: &Ruleset, l4| forward_verdict(r, &packet(&s, "eth0", OUTSIDE, web1, l4));
+    let echo = icmp(Icmpv6Type::EchoRequest);
+
+    assert!(direct(&default, tcp(80)).accepted && direct(&default, echo).accepted);
+    for l4 in [tcp(80), echo] {
+        let verdict = direct(&nat, l4);
+        assert!(!verdict.accepted, "{l4:?}");
+        assert_eq!(
+            verdict.rule.as_deref(),
+            Some("gateway mode nat: network web: only through a host address")
+        );
+    }
+    assert_eq!(through_host(&nat, &s, 8080), Some((addr(web1), true)));
+    let leaving = Packet::new(
+        "br-0123456789ab",
+        "eth0",
+        addr(web1),
+        addr(OUTSIDE),
+        tcp(443),
+    );
+    assert_eq!(
+        postrouting_snat(&default, &leaving),
+        None,
+        "GUA routed as is"
+    );
+    assert_eq!(
+        postrouting_snat(&nat, &leaving),
+        Some(Translation::Masquerade),
+        "nat masquerades every prefix"
+    );
+}
+
+#[test]
+fn gateway_mode_routed_opens_published_ports_directly_without_nat() {
+    let s = snapshot();
+    let routed = plan_with(&s, &web_mode("routed"), Default::default());
+    let from_outside =
+        |port| forward_verdict(&routed, &packet(&s, "eth0", OUTSIDE, WEB1, tcp(port)));
+    assert!(from_outside(80).accepted && from_outside(83).accepted);
+    assert!(!from_outside(22).accepted, "unpublished stays closed");
+    assert_eq!(through_host(&routed, &s, 8080), None, "no DNAT on the host");
+    let leaving = Packet::new(
+        "br-0123456789ab",
+        "eth0",
+        addr(WEB1),
+        addr(OUTSIDE),
+        tcp(443),
+    );
+    assert_eq!(
+        postrouting_snat(&routed, &leaving),
+        None,
+        "no NAT66, even for ULA"
+    );
+}
+
+#[test]
+fn gateway_mode_nat_unprotected_opens_every_port_but_keeps_isolation() {
+    let s = snapshot();
+    let open = plan_with(&s, &web_mode("nat-unprotected"), Default::default());
+    let outside = forward_verdict(&open, &packet(&s, "eth0", OUTSIDE, WEB1, tcp(22)));
+    assert!(outside.accepted, "{outside:?}");
+    assert_eq!(through_host(&open, &s, 8080), Some((addr(WEB1), true)));
+    let neighbour = forward_verdict(&open, &packet(&s, "docker0", A1, WEB1, tcp(22)));
+    assert!(!neighbour.accepted, "another network stays isolated");
+}
+
+#[test]
+fn the_mode_comes_from_the_policy_then_dockers_option_then_the_defaults() {
+    let mut s = snapshot();
+    let direct_80 = |r: &Ruleset, s: &Snapshot| {
+        forward_verdict(r, &packet(s, "eth0", OUTSIDE, WEB1, tcp(80))).accepted
+    };
+    let routed_default = crate::plan::PlanOptions {
+        gateway_mode: Some(crate::snapshot::GatewayMode::Routed),
+        ..Default::default()
+    };
+    let nat_default = crate::plan::PlanOptions {
+        gateway_mode: Some(crate::snapshot::GatewayMode::Nat),
+        ..Default::default()
+    };
+    assert!(
+        !direct_80(&plan_with(&s, "", nat_default.clone()), &s),
+        "defaults"
+    );
+    s.networks[1].gateway_mode_ipv6 = Some(crate::snapshot::GatewayMode::Nat);
+    assert!(
+        !direct_80(&plan_with(&s, "", routed_default), &s),
+        "Docker's option"
+    );
+    assert!(
+        direct_80(&plan_with(&s, &web_mode("routed"), nat_default), &s),
+        "the policy wins"
+    );
+}
+
+#[test]
+fn strict_isolation_keeps_other_networks_and_icc_off_peers_off_published_ports() {
+    let mut s = snapshot();
+    s.daemon.userland_proxy.value = false;
+    s.containers.push(container(
+        "a3",
+        "n0",
+        "fd76:6700:0:1::4",
+        vec![crate::testing::binding(90, None)],
+    ));
+    let strict = crate::plan::PlanOptions {
+        strict_isolation: true,
+        ..Default::default()
+    };
+    let local = [addr(HOST)];
+    // a1 (docker0) to web1's port 80 (another network) and to a3's port 90 (same bridge,
+    // ICC off), both through the host address.
+    for (port, destination, strict_rule) in [
+        (8080, WEB1, "isolation between Docker networks"),
+        (8090, "fd76:6700:0:1::4", "icc off: network bridge"),
+    ] {
+        let arriving = packet(&s, "docker0", A1, HOST, tcp(port));
+        for (options, allowed) in [(Default::default(), true), (strict.clone(), false)] {
+            let ruleset = plan_with(&s, "", options);
+            match inbound(&ruleset, &local, &arriving, route(&s)) {
+                Inbound::Forwarded {
+                    destination: to,
+                    verdict,
+                    ..
+                } => {
+                    assert_eq!(to, addr(destination));
+                    assert_eq!(verdict.accepted, allowed, "{port}: {verdict:?}");
+                    if !allowed {
+                        assert_eq!(verdict.rule.as_deref(), Some(strict_rule));
+                    }
+                }
+                other => panic!("not forwarded: {other:?}"),
+            }
+        }
+    }
+    // From outside, strict changes nothing.
+    let ruleset = plan_with(&s, "", strict);
+    assert_eq!(through_host(&ruleset, &s, 8080), Some((addr(WEB1), true)));
+}

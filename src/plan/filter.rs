@@ -100,18 +100,24 @@ impl ExposureSets {
     }
 }
 
-/// The filter chains: the base chain on the forward hook and the to-bridge chain.
-pub fn chains(
-    snapshot: &Snapshot,
-    resolved: &Resolved,
-    guarded: &Guarded,
-    sets: &ExposureSets,
-    links: &NamedSet,
-) -> Vec<Chain> {
+/// What the filter chains are built from.
+pub struct FilterInputs<'a> {
+    pub snapshot: &'a Snapshot,
+    pub resolved: &'a Resolved,
+    pub guarded: &'a Guarded,
+    pub sets: &'a ExposureSets,
+    pub links: &'a NamedSet,
+    /// `defaults.strict_isolation`: translated connections meet ICC and isolation first.
+    pub strict_isolation: bool,
+}
+
+/// The filter chains: the base chain on the forward hook, the source check and the
+/// to-bridge chain.
+pub fn chains(inputs: &FilterInputs) -> Vec<Chain> {
     vec![
-        forward_chain(snapshot, guarded),
-        sources::from_container_chain(snapshot),
-        to_bridge_chain(snapshot, resolved, guarded, sets, links),
+        forward_chain(inputs.snapshot, inputs.guarded),
+        sources::from_container_chain(inputs.snapshot),
+        to_bridge_chain(inputs),
     ]
 }
 
@@ -155,13 +161,24 @@ fn internal_egress_rule(network: &Network) -> Rule {
 }
 
 /// Decide traffic entering a Docker bridge, first match wins.
-fn to_bridge_chain(
-    snapshot: &Snapshot,
-    resolved: &Resolved,
-    guarded: &Guarded,
-    sets: &ExposureSets,
-    links: &NamedSet,
-) -> Chain {
+///
+/// A connection translated to a published port through a host address is accepted before
+/// ICC and isolation (reachable from other networks, as docker-proxy and Docker 28 make it),
+/// or, with `strict_isolation`, right after them (as Docker 20.10's IPv4 with the proxy off).
+fn to_bridge_chain(inputs: &FilterInputs) -> Chain {
+    let FilterInputs {
+        snapshot,
+        resolved,
+        guarded,
+        sets,
+        links,
+        strict_isolation,
+    } = *inputs;
+    let translated = || {
+        translated_lookups(sets)
+            .into_iter()
+            .map(translated_exposure_rule)
+    };
     let mut rules = vec![Rule::new(vec![Match::EstablishedOrRelated], Action::Accept)];
     let networks = sorted_networks(snapshot);
     rules.extend(
@@ -171,11 +188,9 @@ fn to_bridge_chain(
             .flat_map(|n| neighbour_discovery_rules(n)),
     );
     rules.extend(links_rule(snapshot, links));
-    rules.extend(
-        translated_lookups(sets)
-            .into_iter()
-            .map(translated_exposure_rule),
-    );
+    if !strict_isolation {
+        rules.extend(translated());
+    }
     rules.extend(networks.iter().map(|n| icc_rule(n, resolved)));
     rules.extend(
         networks
@@ -184,6 +199,9 @@ fn to_bridge_chain(
             .map(|n| internal_ingress_rule(n)),
     );
     rules.extend(guarded.interfaces.iter().map(isolation_rule));
+    if strict_isolation {
+        rules.extend(translated());
+    }
     rules.extend(
         networks
             .iter()

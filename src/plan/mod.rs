@@ -54,6 +54,9 @@ pub struct PlanOptions {
     pub labels_may_expose: bool,
     /// `defaults.gateway_mode`: the mode for networks neither Docker nor a policy sets.
     pub gateway_mode: Option<GatewayMode>,
+    /// `defaults.strict_isolation`: published ports through a host address obey ICC and
+    /// isolation too (Docker 20.10's IPv4 with userland-proxy off).
+    pub strict_isolation: bool,
 }
 
 impl Default for PlanOptions {
@@ -66,6 +69,7 @@ impl Default for PlanOptions {
             container_port_prefixes: vec!["veth".to_string()],
             labels_may_expose: false,
             gateway_mode: None,
+            strict_isolation: false,
         }
     }
 }
@@ -79,6 +83,7 @@ impl PlanOptions {
             nat66_gua: defaults.nat66_gua,
             labels_may_expose: defaults.labels_may_expose,
             gateway_mode: defaults.gateway_mode,
+            strict_isolation: defaults.strict_isolation,
             ..PlanOptions::default()
         };
         if !defaults.fail_closed {
@@ -112,7 +117,14 @@ pub fn plan(snapshot: &Snapshot, inputs: &PlanInputs) -> Ruleset {
     let links = filter::links_set(snapshot, &resolved);
     let (dnat_any, dnat_host) = nat::dnat_maps(snapshot, &resolved);
     let (host_closed, host_allowed) = proxy::host_port_sets(snapshot, &resolved);
-    let mut chains = filter::chains(snapshot, &resolved, &guarded, &exposure, &links);
+    let mut chains = filter::chains(&filter::FilterInputs {
+        snapshot,
+        resolved: &resolved,
+        guarded: &guarded,
+        sets: &exposure,
+        links: &links,
+        strict_isolation: options.strict_isolation,
+    });
     chains.extend(proxy::input_chain(&host_closed, &host_allowed));
     chains.extend(nat::chains(snapshot, &resolved, options, &guarded));
     let needs_bridge_netfilter = snapshot.networks.iter().any(|n| !resolved.network(n).icc);
