@@ -128,3 +128,39 @@ fn gateway_modes_behave_as_docker_28_names_them() {
         "nat-unprotected: another Docker network is still isolated"
     );
 }
+
+/// `defaults.strict_isolation` (issue 8, item 6): with userland-proxy off, a container on
+/// another network reaches a published port through the host's address by default (as
+/// docker-proxy and Docker 28 allow); with the option, not (Docker 20.10's IPv4 behaviour).
+/// Outside clients are unaffected either way.
+#[test]
+fn strict_isolation_keeps_other_networks_off_published_ports() {
+    let Some(_lock) = system_lock() else { return };
+    let _mode = ProxyMode::set(false);
+    let _table = TableGuard::clean();
+    let outside = Outside::up("v6gt-gws-out");
+    let served = Network::create("v6gt-gws-a", "fd76:6700:0:a3::/64", &[]);
+    let other = Network::create("v6gt-gws-b", "fd76:6700:0:a4::/64", &[]);
+    let web = Container::web("v6gt-gws-web", &served.name, &["-p", "18603:80"]);
+    let client = Container::web("v6gt-gws-client", &other.name, &[]);
+    let _ = web.ipv6(&served.name);
+
+    v6guard_ok(&["apply"]);
+    assert!(
+        answered(|| client.fetch_ip(HOST_ADDR, 18603)).is_some(),
+        "default: another network reaches the published port through the host address"
+    );
+
+    let config = temp_file("strict.yaml", "defaults:\n  strict_isolation: true\n");
+    v6guard_ok(&["apply", "--config", config.to_str().expect("utf-8 path")]);
+    assert_eq!(
+        client.fetch_ip(HOST_ADDR, 18603),
+        None,
+        "strict_isolation: not from another network"
+    );
+    assert_eq!(
+        answered(|| outside.fetch_ip(HOST_ADDR, 18603)).as_deref(),
+        Some(OUTSIDE_ADDR),
+        "strict_isolation: outside clients still reach it, address kept"
+    );
+}

@@ -63,8 +63,9 @@ pub fn forward_rules(snapshot: &Snapshot, guarded: &Guarded) -> Vec<Rule> {
 }
 
 /// Returns for every source a container may use; drops the rest. A bridge v6guard has not
-/// seen yet (guarded by prefix only) has no prefix here, so its containers keep only
-/// link-local until it is seen: fail-closed.
+/// seen yet (guarded by prefix only) has no prefix here, so nothing its containers send from
+/// a global address is forwarded until it is seen (and what they send each other meets the
+/// isolation drop): fail-closed.
 pub fn from_container_chain(snapshot: &Snapshot) -> Chain {
     let mut rules: Vec<Rule> = [LINK_LOCAL, UNSPECIFIED]
         .into_iter()
