@@ -18,7 +18,9 @@
 //! rarely VLAN-tagged), to a container address or to one of the host's addresses, TCP/UDP to likely
 //! ports, echo requests, NDP, router advertisements, new or established. The outcome compared is
 //! where the packet ends up: at which container address and port, dropped, or left to the host (and
-//! whether the input hook admits it there).
+//! whether the input hook admits it there); and for each container address, whether a new
+//! connection to outside leaves and how postrouting translates its source (NAT66: masquerade, SNAT
+//! or none).
 //!
 //! Not generated yet: links, SCTP, port ranges, labels, several subnets per network, bridges
 //! the Snapshot does not know (fail-closed), Docker's `com.docker.network.host_ipv6`, NDP
@@ -1002,6 +1004,67 @@ fn served_locally(world: &World, probe: &Probe) -> bool {
     true
 }
 
+/// A container's new connection to outside, from its address on `net`: whether it may
+/// leave, and how postrouting translates its source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Outbound {
+    accepted: bool,
+    translation: Option<Translation>,
+}
+
+/// What the planned ruleset does with a container's first packet to outside.
+fn observed_outbound(world: &World, ruleset: &Ruleset, source: Ipv6Addr, net: usize) -> Outbound {
+    let bridge = &world.snapshot.networks[net].bridge;
+    let l4 = L4::Transport {
+        protocol: Protocol::Tcp,
+        port: 443,
+    };
+    let packet = Packet::new(bridge, UPLINK, source, OUTSIDE_OTHER, l4);
+    Outbound {
+        accepted: forward_verdict(ruleset, &packet).accepted,
+        translation: postrouting_snat(ruleset, &packet),
+    }
+}
+
+/// Outbound IPv6 from a container on `net`: an internal network's never leaves nor is
+/// translated. Otherwise NAT66, read in this order:
+/// - the policy's `nat66: true|false`, else its `snat_address` (which implies NAT66);
+/// - Docker's masquerade option off: none;
+/// - gateway mode `nat` and `nat-unprotected`: every prefix (global ones too); `routed`:
+///   none;
+/// - v6guard's default: a unique local prefix per `defaults.nat66_ula` (default on), a
+///   global one per `defaults.nat66_gua` (default off).
+///
+/// Translated to the policy's `snat_address` when set, else masqueraded.
+fn reference_outbound(world: &World, net: usize) -> Outbound {
+    let spec = &world.spec.networks[net];
+    if spec.internal {
+        return Outbound {
+            accepted: false,
+            translation: None,
+        };
+    }
+    let nat66 = match (spec.nat66_policy, spec.snat_policy) {
+        (Some(forced), _) => forced,
+        (None, true) => true,
+        (None, false) if !spec.masquerade => false,
+        (None, false) => match mode(world, net) {
+            Some(GatewayMode::Nat | GatewayMode::NatUnprotected) => true,
+            Some(GatewayMode::Routed) => false,
+            None if spec.gua => world.spec.nat66_gua,
+            None => world.spec.nat66_ula,
+        },
+    };
+    let translation = match spec.snat_policy {
+        true => Translation::SnatTo(SNAT_ADDRESS),
+        false => Translation::Masquerade,
+    };
+    Outbound {
+        accepted: true,
+        translation: nat66.then_some(translation),
+    }
+}
+
 fn probe_port(probe: &Probe) -> Option<u16> {
     match probe.l4 {
         L4::Transport { port, .. } => Some(port),
@@ -1017,7 +1080,8 @@ proptest! {
         ..Config::default()
     })]
 
-    /// Every generated packet fares in the planned ruleset as the reference says.
+    /// Every generated packet fares in the planned ruleset as the reference says, and every
+    /// container's outbound connection is let out and translated as the reference says.
     #[test]
     fn the_plan_does_what_the_reference_says(
         host in host_spec(),
@@ -1040,6 +1104,21 @@ proptest! {
                 world.inputs.options,
                 world.inputs.policy
             );
+        }
+        for (c, nets) in world.networks_of.iter().enumerate() {
+            for &net in nets {
+                let source = container_address(&world, c, net);
+                prop_assert_eq!(
+                    observed_outbound(&world, &ruleset, source, net),
+                    reference_outbound(&world, net),
+                    "outbound from {} on net{}\nnetworks {:?}\noptions {:?}\npolicy {:?}",
+                    source,
+                    net,
+                    world.snapshot.networks,
+                    world.inputs.options,
+                    world.inputs.policy
+                );
+            }
         }
     }
 }
