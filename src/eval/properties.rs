@@ -600,6 +600,14 @@ fn resolve(world: &World, spec: &ProbeSpec) -> Probe {
     let aimed = matches!(spec.kind, 0 | 2)
         .then(|| bindings.get(spec.port % bindings.len().max(1)))
         .flatten();
+    // Half the other TCP/UDP packets to containers aim at a policy `expose` port, if any
+    // container has one (gateway modes treat it apart from published ones).
+    let with_expose: Vec<(usize, (Protocol, u16))> = (0..containers)
+        .filter_map(|c| Some((c, policy_of(world, c)?.expose?)))
+        .collect();
+    let exposed = (!to_host && matches!(spec.kind, 1 | 3) && spec.port % 2 == 0)
+        .then(|| with_expose.get(spec.target % with_expose.len().max(1)))
+        .flatten();
     let destination = if to_host {
         match aimed.map(|(_, b)| b.host_ip) {
             Some(Some(IpAddr::V6(address)))
@@ -610,20 +618,30 @@ fn resolve(world: &World, spec: &ProbeSpec) -> Probe {
             _ => world.local[spec.target % world.local.len()],
         }
     } else {
-        let c = aimed.map_or(spec.target % containers, |(c, _)| *c);
+        let c = match (aimed, exposed) {
+            (Some((c, _)), _) | (None, Some((c, _))) => *c,
+            (None, None) => spec.target % containers,
+        };
         let on = &world.networks_of[c];
         container_address(world, c, on[spec.target_endpoint % on.len()])
     };
+    let exposed = exposed.map(|(_, expose)| *expose);
     let transport = |protocol| {
-        let port = match (aimed, to_host) {
-            (Some((_, b)), true) => b.host_port,
-            (Some((_, b)), false) => b.container_port,
-            (None, true) => UNUSED_HOST_PORT,
-            (None, false) => CONTAINER_PORTS[spec.port % CONTAINER_PORTS.len()],
+        let port = match (aimed, to_host, exposed) {
+            (Some((_, b)), true, _) => b.host_port,
+            (Some((_, b)), false, _) => b.container_port,
+            (None, true, _) => UNUSED_HOST_PORT,
+            (None, false, Some((_, port))) => port,
+            (None, false, None) => CONTAINER_PORTS[spec.port % CONTAINER_PORTS.len()],
         };
         L4::Transport { protocol, port }
     };
-    let protocol = |otherwise| aimed.map_or(otherwise, |(_, b)| b.protocol);
+    let protocol = |otherwise| {
+        aimed.map_or(
+            exposed.map_or(otherwise, |(protocol, _)| protocol),
+            |(_, b)| b.protocol,
+        )
+    };
     let icmp = |t: Icmpv6Type| L4::Icmpv6 {
         icmp_type: t.number(),
     };
