@@ -6,20 +6,25 @@
 //! bug shows up as a disagreement instead of being copied into the expectation. It is
 //! written as a table of who may reach what (see [`reference`]), not as a list of rules.
 //!
-//! Generated: 1-4 bridge networks (random ULA /64, ICC on or off, some internal, some with a
-//! policy ICC override, bridge names Docker's, `docker0` or custom), 0-6 containers on 1-2
-//! networks each with random bindings (no host IP, `::`, one of the host's addresses,
-//! `127.0.0.1`, `::1`; TCP or UDP), optional policies (deny, expose, allow_from), both
-//! userland-proxy modes; then packets from outside (genuine or with a Docker prefix, inside or
-//! outside an `allow_from` prefix) or from a container (genuine, link-local, another
-//! network's prefix, an outside address; rarely VLAN-tagged), to a container address or to
-//! one of the host's addresses, TCP/UDP to likely ports, echo requests, NDP, router
-//! advertisements, new or established. The outcome compared is where the packet ends up:
-//! at which container address and port, dropped, or left to the host (and whether the input
-//! hook admits it there).
+//! Generated: 1-4 bridge networks (random ULA or global /64, ICC on or off, some internal,
+//! masquerade mostly on, some with a policy override of ICC, `nat66` or `snat_address`, bridge
+//! names Docker's, `docker0` or custom), Docker 28 gateway modes (none, `nat`, `routed`,
+//! `nat-unprotected`) from the policy, the network's Docker option and `defaults.gateway_mode`,
+//! `defaults.strict_isolation`, `nat66_ula` and `nat66_gua` on or off, 0-6 containers on 1-2
+//! networks each with random bindings (no host IP, `::`, one of the host's addresses, `127.0.0.1`,
+//! `::1`; TCP or UDP), optional policies (deny, expose, allow_from), both userland-proxy modes;
+//! then packets from outside (genuine or with a Docker prefix, inside or outside an `allow_from`
+//! prefix) or from a container (genuine, link-local, another network's prefix, an outside address;
+//! rarely VLAN-tagged), to a container address or to one of the host's addresses, TCP/UDP to likely
+//! ports, echo requests, NDP, router advertisements, new or established. The outcome compared is
+//! where the packet ends up: at which container address and port, dropped, or left to the host (and
+//! whether the input hook admits it there); and for each container address, whether a new
+//! connection to outside leaves and how postrouting translates its source (NAT66: masquerade, SNAT
+//! or none).
 //!
 //! Not generated yet: links, SCTP, port ranges, labels, several subnets per network, bridges
-//! the Snapshot does not know (fail-closed), gateway modes (see [`reachable_directly`]).
+//! the Snapshot does not know (fail-closed), Docker's `com.docker.network.host_ipv6`, NDP
+//! proxying.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -29,9 +34,9 @@ use proptest::prelude::*;
 use proptest::test_runner::Config;
 
 use super::*;
-use crate::plan::{PlanInputs, plan};
+use crate::plan::{PlanInputs, PlanOptions, plan};
 use crate::ruleset::{EtherType, Icmpv6Type};
-use crate::snapshot::{Container, Endpoint, Network, PortBinding, Protocol, Snapshot};
+use crate::snapshot::{Container, Endpoint, GatewayMode, Network, PortBinding, Protocol, Snapshot};
 use crate::testing::{engine, network};
 
 /// Container ports bindings, `expose` and `deny` pick from, and packets aim at.
@@ -48,6 +53,8 @@ const OUTSIDE_ALLOWED: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 
 const OUTSIDE_OTHER: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xeeee, 0, 0, 0, 0, 1);
 const OUTSIDE_PREFIX: &str = "2001:db8:ffff::/48";
 const UPLINK: &str = "eth0";
+/// The `snat_address` network policies use.
+const SNAT_ADDRESS: Ipv6Addr = HOST_ADDRESSES[1];
 
 // ---------------------------------------------------------------------------------------
 // What is generated
@@ -57,12 +64,25 @@ const UPLINK: &str = "eth0";
 struct NetSpec {
     icc: bool,
     internal: bool,
-    /// Bytes 1-5 of the ULA prefix (byte 0 is 0xfd, byte 7 the network's index).
+    /// Bytes 1-5 of the ULA prefix (byte 0 is 0xfd, byte 7 the network's index); for a
+    /// global prefix, byte 1 picks `2001:db8:2XX?::/64` (`?` the network's index).
     prefix: [u8; 5],
+    /// A global (documentation) prefix instead of a unique local one.
+    gua: bool,
     /// 0: `br-` + hex (covered by the `br-*` guard), 1: a custom name, 2: `docker0`.
     bridge: u8,
     /// Policy `icc` for this network.
     icc_policy: Option<bool>,
+    /// Docker's `enable_ip_masquerade`.
+    masquerade: bool,
+    /// Docker's `com.docker.network.bridge.gateway_mode_ipv6`.
+    docker_mode: Option<GatewayMode>,
+    /// Policy `gateway_mode`.
+    policy_mode: Option<GatewayMode>,
+    /// Policy `nat66`.
+    nat66_policy: Option<bool>,
+    /// Policy `snat_address: SNAT_ADDRESS` (never with `nat66: false`, which the file refuses).
+    snat_policy: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -102,6 +122,13 @@ struct HostSpec {
     networks: Vec<NetSpec>,
     containers: Vec<ContainerSpec>,
     userland_proxy: bool,
+    /// `defaults.gateway_mode`.
+    default_mode: Option<GatewayMode>,
+    /// `defaults.strict_isolation`.
+    strict_isolation: bool,
+    /// `defaults.nat66_ula`, `defaults.nat66_gua`.
+    nat66_ula: bool,
+    nat66_gua: bool,
 }
 
 /// A packet, as indices into the host it is sent on (resolved by [`resolve`]).
@@ -133,21 +160,51 @@ fn port_of(protocol: impl Strategy<Value = Protocol>) -> impl Strategy<Value = (
     (protocol, prop::sample::select(CONTAINER_PORTS.to_vec()))
 }
 
+fn gateway_mode() -> impl Strategy<Value = GatewayMode> {
+    prop_oneof![
+        Just(GatewayMode::Nat),
+        Just(GatewayMode::Routed),
+        Just(GatewayMode::NatUnprotected),
+    ]
+}
+
 fn net_spec() -> impl Strategy<Value = NetSpec> {
     (
-        any::<bool>(),
-        prop::bool::weighted(0.25),
-        any::<[u8; 5]>(),
-        0u8..3,
-        prop::option::weighted(0.2, any::<bool>()),
+        (
+            any::<bool>(),
+            prop::bool::weighted(0.25),
+            any::<[u8; 5]>(),
+            prop::bool::weighted(0.4),
+            0u8..3,
+            prop::option::weighted(0.2, any::<bool>()),
+        ),
+        (
+            prop::bool::weighted(0.85),
+            prop::option::weighted(0.3, gateway_mode()),
+            prop::option::weighted(0.3, gateway_mode()),
+            prop::option::weighted(0.15, any::<bool>()),
+            prop::bool::weighted(0.1),
+        ),
     )
-        .prop_map(|(icc, internal, prefix, bridge, icc_policy)| NetSpec {
-            icc,
-            internal,
-            prefix,
-            bridge,
-            icc_policy,
-        })
+        .prop_map(
+            |(
+                (icc, internal, prefix, gua, bridge, icc_policy),
+                (masquerade, docker_mode, policy_mode, nat66_policy, snat_policy),
+            )| NetSpec {
+                icc,
+                internal,
+                prefix,
+                gua,
+                bridge,
+                icc_policy,
+                masquerade,
+                docker_mode,
+                policy_mode,
+                nat66_policy,
+                // The policy file refuses `nat66: false` with an `snat_address`.
+                snat_policy: snat_policy && nat66_policy != Some(false),
+            },
+        )
 }
 
 fn binding_spec() -> impl Strategy<Value = BindingSpec> {
@@ -197,12 +254,30 @@ fn host_spec() -> impl Strategy<Value = HostSpec> {
         prop::collection::vec(net_spec(), 1..=4),
         prop::collection::vec(container_spec(), 0..=6),
         any::<bool>(),
+        prop::option::weighted(0.3, gateway_mode()),
+        any::<bool>(),
+        prop::bool::weighted(0.85),
+        prop::bool::weighted(0.15),
     )
-        .prop_map(|(networks, containers, userland_proxy)| HostSpec {
-            networks,
-            containers,
-            userland_proxy,
-        })
+        .prop_map(
+            |(
+                networks,
+                containers,
+                userland_proxy,
+                default_mode,
+                strict_isolation,
+                nat66_ula,
+                nat66_gua,
+            )| HostSpec {
+                networks,
+                containers,
+                userland_proxy,
+                default_mode,
+                strict_isolation,
+                nat66_ula,
+                nat66_gua,
+            },
+        )
 }
 
 fn probe_spec() -> impl Strategy<Value = ProbeSpec> {
@@ -260,8 +335,15 @@ struct World {
 
 fn subnet(spec: &NetSpec, index: usize) -> Ipv6Net {
     let [a, b, c, d, e] = spec.prefix;
-    let octets = [0xfd, a, b, c, d, e, 0, index as u8, 0, 0, 0, 0, 0, 0, 0, 0];
-    Ipv6Net::new(Ipv6Addr::from(octets), 64).unwrap()
+    let address = if spec.gua {
+        // 2001:db8:2000::/36: clear of the host's, the outside sources' and the other
+        // networks' prefixes (the index is the last nibble).
+        let third = 0x2000 | u16::from(a) << 4 | index as u16;
+        Ipv6Addr::new(0x2001, 0xdb8, third, 0, 0, 0, 0, 0)
+    } else {
+        Ipv6Addr::from([0xfd, a, b, c, d, e, 0, index as u8, 0, 0, 0, 0, 0, 0, 0, 0])
+    };
+    Ipv6Net::new(address, 64).unwrap()
 }
 
 /// The `n`th address of a subnet.
@@ -301,6 +383,8 @@ fn build(spec: HostSpec) -> World {
         .map(|(i, n)| Network {
             ipv6_subnets: vec![subnet(n, i)],
             internal: n.internal,
+            masquerade: n.masquerade,
+            gateway_mode_ipv6: n.docker_mode,
             ..network(
                 &format!("n{i}"),
                 &format!("net{i}"),
@@ -377,7 +461,13 @@ fn build(spec: HostSpec) -> World {
     snapshot.daemon.userland_proxy.value = spec.userland_proxy;
     let inputs = PlanInputs {
         policy: policy(&spec, &snapshot),
-        ..PlanInputs::default()
+        options: PlanOptions {
+            gateway_mode: spec.default_mode,
+            strict_isolation: spec.strict_isolation,
+            nat66_ula: spec.nat66_ula,
+            nat66_gua: spec.nat66_gua,
+            ..PlanOptions::default()
+        },
     };
     let mut local = HOST_ADDRESSES.to_vec();
     local.extend(
@@ -399,8 +489,21 @@ fn build(spec: HostSpec) -> World {
 fn policy(spec: &HostSpec, snapshot: &Snapshot) -> crate::config::Policy {
     let mut networks = String::new();
     for (i, n) in spec.networks.iter().enumerate() {
+        let mut entry = String::new();
         if let Some(icc) = n.icc_policy {
-            networks += &format!("  net{i}:\n    icc: {icc}\n");
+            entry += &format!("    icc: {icc}\n");
+        }
+        if let Some(mode) = n.policy_mode {
+            entry += &format!("    gateway_mode: {}\n", mode.as_str());
+        }
+        if let Some(nat66) = n.nat66_policy {
+            entry += &format!("    nat66: {nat66}\n");
+        }
+        if n.snat_policy {
+            entry += &format!("    snat_address: \"{SNAT_ADDRESS}\"\n");
+        }
+        if !entry.is_empty() {
+            networks += &format!("  net{i}:\n{entry}");
         }
     }
     let mut containers = String::new();
@@ -497,6 +600,14 @@ fn resolve(world: &World, spec: &ProbeSpec) -> Probe {
     let aimed = matches!(spec.kind, 0 | 2)
         .then(|| bindings.get(spec.port % bindings.len().max(1)))
         .flatten();
+    // Half the other TCP/UDP packets to containers aim at a policy `expose` port, if any
+    // container has one (gateway modes treat it apart from published ones).
+    let with_expose: Vec<(usize, (Protocol, u16))> = (0..containers)
+        .filter_map(|c| Some((c, policy_of(world, c)?.expose?)))
+        .collect();
+    let exposed = (!to_host && matches!(spec.kind, 1 | 3) && spec.port % 2 == 0)
+        .then(|| with_expose.get(spec.target % with_expose.len().max(1)))
+        .flatten();
     let destination = if to_host {
         match aimed.map(|(_, b)| b.host_ip) {
             Some(Some(IpAddr::V6(address)))
@@ -507,20 +618,30 @@ fn resolve(world: &World, spec: &ProbeSpec) -> Probe {
             _ => world.local[spec.target % world.local.len()],
         }
     } else {
-        let c = aimed.map_or(spec.target % containers, |(c, _)| *c);
+        let c = match (aimed, exposed) {
+            (Some((c, _)), _) | (None, Some((c, _))) => *c,
+            (None, None) => spec.target % containers,
+        };
         let on = &world.networks_of[c];
         container_address(world, c, on[spec.target_endpoint % on.len()])
     };
+    let exposed = exposed.map(|(_, expose)| *expose);
     let transport = |protocol| {
-        let port = match (aimed, to_host) {
-            (Some((_, b)), true) => b.host_port,
-            (Some((_, b)), false) => b.container_port,
-            (None, true) => UNUSED_HOST_PORT,
-            (None, false) => CONTAINER_PORTS[spec.port % CONTAINER_PORTS.len()],
+        let port = match (aimed, to_host, exposed) {
+            (Some((_, b)), true, _) => b.host_port,
+            (Some((_, b)), false, _) => b.container_port,
+            (None, true, _) => UNUSED_HOST_PORT,
+            (None, false, Some((_, port))) => port,
+            (None, false, None) => CONTAINER_PORTS[spec.port % CONTAINER_PORTS.len()],
         };
         L4::Transport { protocol, port }
     };
-    let protocol = |otherwise| aimed.map_or(otherwise, |(_, b)| b.protocol);
+    let protocol = |otherwise| {
+        aimed.map_or(
+            exposed.map_or(otherwise, |(protocol, _)| protocol),
+            |(_, b)| b.protocol,
+        )
+    };
     let icmp = |t: Icmpv6Type| L4::Icmpv6 {
         icmp_type: t.number(),
     };
@@ -610,29 +731,54 @@ fn observed(world: &World, ruleset: &Ruleset, probe: &Probe) -> Outcome {
 // The reference
 // ---------------------------------------------------------------------------------------
 
-/// Whether a published binding makes its container port reachable on the container's own
-/// address. Today (Docker 20.10's default, gateway mode `nat` for IPv4): bindings on all
-/// addresses are, a binding on one host address is not (the operator narrowed the port to
-/// that address, reachable through DNAT there). A per-network gateway mode (`routed`,
-/// `nat-unprotected`) belongs here once the planner knows it.
-fn reachable_directly(_network: &Network, binding: &PortBinding) -> bool {
-    match binding.host_ip {
-        None => true,
-        Some(IpAddr::V6(address)) => address.is_unspecified(),
-        Some(IpAddr::V4(_)) => false,
+/// A network's gateway mode: the policy's `gateway_mode`, else Docker's option, else
+/// `defaults.gateway_mode`; `None` is v6guard's default.
+fn mode(world: &World, net: usize) -> Option<GatewayMode> {
+    let spec = &world.spec.networks[net];
+    spec.policy_mode
+        .or(spec.docker_mode)
+        .or(world.spec.default_mode)
+}
+
+/// Whether a published binding on a network in gateway mode `mode` makes its container port
+/// reachable on the container's own address, from outside:
+/// - v6guard's default: bindings on all addresses (no host IP, `::`) are; a binding on one
+///   host address is not (the operator narrowed the port to that address, reachable through
+///   DNAT there);
+/// - `routed`: every binding that publishes over IPv6 (no host IP, `::`, a non-loopback IPv6
+///   address): there is no host-address path, so the container port itself opens;
+/// - `nat`: none (only through DNAT);
+/// - `nat-unprotected`: none by itself; every port is open anyway ([`reference`]).
+///
+/// IPv4 and `::1` bindings publish nothing over IPv6 in any mode.
+fn reachable_directly(mode: Option<GatewayMode>, binding: &PortBinding) -> bool {
+    match (mode, binding.host_ip) {
+        (_, Some(IpAddr::V4(_))) => false,
+        (None, None) => true,
+        (None, Some(IpAddr::V6(address))) => address.is_unspecified(),
+        (Some(GatewayMode::Routed), None) => true,
+        (Some(GatewayMode::Routed), Some(IpAddr::V6(address))) => !address.is_loopback(),
+        (Some(GatewayMode::Nat | GatewayMode::NatUnprotected), _) => false,
     }
 }
 
-/// Whether a binding is translated (DNAT) when a packet reaches `destination`, one of the
-/// host's addresses, on its host port: all addresses for an empty host IP or `::`, that
-/// address for an IPv6 one. IPv4 and loopback bindings are never translated on IPv6.
-fn translated_at(_network: &Network, binding: &PortBinding, destination: Ipv6Addr) -> bool {
+/// Whether Docker's host port for a binding is at `destination`, one of the host's
+/// addresses: all addresses for an empty host IP or `::`, that address for an IPv6 one.
+/// IPv4 and loopback bindings are never on an IPv6 host address from outside.
+fn listens_at(binding: &PortBinding, destination: Ipv6Addr) -> bool {
     match binding.host_ip {
         None => true,
         Some(IpAddr::V6(address)) if address.is_unspecified() => true,
         Some(IpAddr::V6(address)) => !address.is_loopback() && address == destination,
         Some(IpAddr::V4(_)) => false,
     }
+}
+
+/// Whether a binding is translated (DNAT) when a packet reaches `destination` on its host
+/// port: where it listens, except in gateway mode `routed`, which has no DNAT (traffic to a
+/// host address stays the host's).
+fn translated_at(mode: Option<GatewayMode>, binding: &PortBinding, destination: Ipv6Addr) -> bool {
+    mode != Some(GatewayMode::Routed) && listens_at(binding, destination)
 }
 
 /// The network a container's ports are published on (Docker: its first non-internal
@@ -678,11 +824,10 @@ fn dnat_target(world: &World, probe: &Probe) -> Option<(Ipv6Addr, u16)> {
         let Some((net, address)) = port_home(world, c) else {
             continue;
         };
-        let network = &world.snapshot.networks[net];
         for binding in &container.ports {
             if binding.protocol == protocol
                 && binding.host_port == port
-                && translated_at(network, binding, probe.destination)
+                && translated_at(mode(world, net), binding, probe.destination)
                 && !denied(world, c, protocol, binding.container_port)
             {
                 return Some((address, binding.container_port));
@@ -693,7 +838,8 @@ fn dnat_target(world: &World, probe: &Probe) -> Option<(Ipv6Addr, u16)> {
 }
 
 /// Whether a container port is open on the container's own address to `source`: a direct
-/// binding or a policy `expose`, not denied, and admitted by `allow_from`.
+/// binding or a policy `expose` (which opens nothing in gateway mode `nat`), not denied,
+/// and admitted by `allow_from`.
 fn exposed_directly(world: &World, destination: Ipv6Addr, probe: &Probe) -> bool {
     let L4::Transport { protocol, port } = probe.l4 else {
         return false;
@@ -702,11 +848,12 @@ fn exposed_directly(world: &World, destination: Ipv6Addr, probe: &Probe) -> bool
         let Some((net, address)) = port_home(world, c) else {
             return false;
         };
-        let network = &world.snapshot.networks[net];
+        let mode = mode(world, net);
         let published = world.snapshot.containers[c].ports.iter().any(|b| {
-            b.protocol == protocol && b.container_port == port && reachable_directly(network, b)
+            b.protocol == protocol && b.container_port == port && reachable_directly(mode, b)
         });
-        let expose = policy_of(world, c).is_some_and(|p| p.expose == Some((protocol, port)));
+        let expose = mode != Some(GatewayMode::Nat)
+            && policy_of(world, c).is_some_and(|p| p.expose == Some((protocol, port)));
         address == destination
             && (published || expose)
             && !denied(world, c, protocol, port)
@@ -740,15 +887,18 @@ fn is_icmp(probe: &Probe, types: &[Icmpv6Type]) -> bool {
 /// | a source that does not belong where it entered | dropped, replies too |
 /// | a container on an internal network, to another network | dropped, replies too |
 /// | a reply (established) | reached |
-/// | N's own bridge | reached iff N's ICC is on, or NDP at hop limit 255, or through DNAT |
+/// | N's own bridge | reached iff N's ICC is on, or NDP at hop limit 255, or through DNAT (not with `strict_isolation`) |
 /// | anything else, N internal | dropped |
-/// | anywhere, through DNAT on a host address | reached iff `allow_from` admits the source |
+/// | outside, through DNAT on a host address | reached iff `allow_from` admits the source |
+/// | another Docker network, through DNAT | as from outside; dropped with `strict_isolation` |
 /// | another Docker network, directly | dropped |
-/// | outside, directly | published (all addresses) or exposed, not denied, admitted; or echo |
+/// | outside, directly, N in gateway mode `nat` | dropped |
+/// | outside, directly, N in gateway mode `nat-unprotected` | reached (every port) |
+/// | outside, directly, otherwise | published ([`reachable_directly`]) or exposed, not denied, admitted; or echo |
 ///
-/// To a host address: DNAT when a binding is translated there (never for link-local
-/// sources, nor for containers while docker-proxy serves them), else the host's own, where
-/// docker-proxy's ports admit only what the policy would let reach the container
+/// To a host address: DNAT when a binding is translated there ([`translated_at`]; never for
+/// link-local sources, nor for containers while docker-proxy serves them), else the host's
+/// own, where docker-proxy's ports admit only what the policy would let reach the container
 /// ([`served_locally`]).
 fn reference(world: &World, probe: &Probe) -> Outcome {
     let nets = &world.snapshot.networks;
@@ -813,23 +963,32 @@ fn reference(world: &World, probe: &Probe) -> Outcome {
         true => reached.clone(),
         false => Outcome::Dropped,
     };
+    // `strict_isolation`: a translated connection from a Docker network meets ICC and
+    // isolation like any other (Docker 20.10's IPv4 with the proxy off).
+    let strict = world.spec.strict_isolation;
     if from == Some(to) {
         // Hairpin through a host address with ICC off is let in, as docker-proxy does and
-        // Docker 28 documents (docs/parity.md); Docker 20.10 without the proxy would drop it.
-        return outcome(icc(world, to) || ndp || via_dnat);
+        // Docker 28 documents (docs/parity.md); Docker 20.10 without the proxy would drop it,
+        // and so does `strict_isolation`.
+        return outcome(icc(world, to) || ndp || (via_dnat && !strict));
     }
     if world.spec.networks[to].internal {
         return Outcome::Dropped;
     }
-    if via_dnat {
+    if via_dnat && (from.is_none() || !strict) {
         return reached;
     }
     if from.is_some() {
         return Outcome::Dropped;
     }
-    outcome(
-        exposed_directly(world, destination, probe) || is_icmp(probe, &[Icmpv6Type::EchoRequest]),
-    )
+    match mode(world, to) {
+        Some(GatewayMode::Nat) => Outcome::Dropped,
+        Some(GatewayMode::NatUnprotected) => reached,
+        Some(GatewayMode::Routed) | None => outcome(
+            exposed_directly(world, destination, probe)
+                || is_icmp(probe, &[Icmpv6Type::EchoRequest]),
+        ),
+    }
 }
 
 /// Whether a packet left to the host reaches its socket. With userland-proxy on, docker-proxy
@@ -837,6 +996,8 @@ fn reference(world: &World, probe: &Probe) -> Outcome {
 /// every IPv6 rule: so a host port whose container port is denied, or limited by
 /// `allow_from`, admits only what could have reached the container. Replies always pass;
 /// without the proxy nothing serves an untranslated host port, so nothing needs closing.
+/// Whatever the gateway mode: v6guard cannot tell whether docker-proxy listens on a
+/// `routed` network's host port, and closing one nothing serves costs nothing.
 fn served_locally(world: &World, probe: &Probe) -> bool {
     let L4::Transport { protocol, port } = probe.l4 else {
         return true;
@@ -845,14 +1006,13 @@ fn served_locally(world: &World, probe: &Probe) -> bool {
         return true;
     }
     for (c, container) in world.snapshot.containers.iter().enumerate() {
-        let Some((net, _)) = port_home(world, c) else {
+        if port_home(world, c).is_none() {
             continue;
-        };
-        let network = &world.snapshot.networks[net];
+        }
         for binding in &container.ports {
             if binding.protocol == protocol
                 && binding.host_port == port
-                && translated_at(network, binding, probe.destination)
+                && listens_at(binding, probe.destination)
             {
                 return !denied(world, c, protocol, binding.container_port)
                     && admits(world, c, probe.source);
@@ -860,6 +1020,67 @@ fn served_locally(world: &World, probe: &Probe) -> bool {
         }
     }
     true
+}
+
+/// A container's new connection to outside, from its address on `net`: whether it may
+/// leave, and how postrouting translates its source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Outbound {
+    accepted: bool,
+    translation: Option<Translation>,
+}
+
+/// What the planned ruleset does with a container's first packet to outside.
+fn observed_outbound(world: &World, ruleset: &Ruleset, source: Ipv6Addr, net: usize) -> Outbound {
+    let bridge = &world.snapshot.networks[net].bridge;
+    let l4 = L4::Transport {
+        protocol: Protocol::Tcp,
+        port: 443,
+    };
+    let packet = Packet::new(bridge, UPLINK, source, OUTSIDE_OTHER, l4);
+    Outbound {
+        accepted: forward_verdict(ruleset, &packet).accepted,
+        translation: postrouting_snat(ruleset, &packet),
+    }
+}
+
+/// Outbound IPv6 from a container on `net`: an internal network's never leaves nor is
+/// translated. Otherwise NAT66, read in this order:
+/// - the policy's `nat66: true|false`, else its `snat_address` (which implies NAT66);
+/// - Docker's masquerade option off: none;
+/// - gateway mode `nat` and `nat-unprotected`: every prefix (global ones too); `routed`:
+///   none;
+/// - v6guard's default: a unique local prefix per `defaults.nat66_ula` (default on), a
+///   global one per `defaults.nat66_gua` (default off).
+///
+/// Translated to the policy's `snat_address` when set, else masqueraded.
+fn reference_outbound(world: &World, net: usize) -> Outbound {
+    let spec = &world.spec.networks[net];
+    if spec.internal {
+        return Outbound {
+            accepted: false,
+            translation: None,
+        };
+    }
+    let nat66 = match (spec.nat66_policy, spec.snat_policy) {
+        (Some(forced), _) => forced,
+        (None, true) => true,
+        (None, false) if !spec.masquerade => false,
+        (None, false) => match mode(world, net) {
+            Some(GatewayMode::Nat | GatewayMode::NatUnprotected) => true,
+            Some(GatewayMode::Routed) => false,
+            None if spec.gua => world.spec.nat66_gua,
+            None => world.spec.nat66_ula,
+        },
+    };
+    let translation = match spec.snat_policy {
+        true => Translation::SnatTo(SNAT_ADDRESS),
+        false => Translation::Masquerade,
+    };
+    Outbound {
+        accepted: true,
+        translation: nat66.then_some(translation),
+    }
 }
 
 fn probe_port(probe: &Probe) -> Option<u16> {
@@ -877,7 +1098,8 @@ proptest! {
         ..Config::default()
     })]
 
-    /// Every generated packet fares in the planned ruleset as the reference says.
+    /// Every generated packet fares in the planned ruleset as the reference says, and every
+    /// container's outbound connection is let out and translated as the reference says.
     #[test]
     fn the_plan_does_what_the_reference_says(
         host in host_spec(),
@@ -892,12 +1114,29 @@ proptest! {
             prop_assert_eq!(
                 &got,
                 &expected,
-                "probe {:?}\nnetworks {:?}\ncontainers {:?}\npolicy {:?}",
+                "probe {:?}\nnetworks {:?}\ncontainers {:?}\nuserland-proxy {}\noptions {:?}\npolicy {:?}",
                 probe,
                 world.snapshot.networks,
                 world.snapshot.containers,
+                world.spec.userland_proxy,
+                world.inputs.options,
                 world.inputs.policy
             );
+        }
+        for (c, nets) in world.networks_of.iter().enumerate() {
+            for &net in nets {
+                let source = container_address(&world, c, net);
+                prop_assert_eq!(
+                    observed_outbound(&world, &ruleset, source, net),
+                    reference_outbound(&world, net),
+                    "outbound from {} on net{}\nnetworks {:?}\noptions {:?}\npolicy {:?}",
+                    source,
+                    net,
+                    world.snapshot.networks,
+                    world.inputs.options,
+                    world.inputs.policy
+                );
+            }
         }
     }
 }
