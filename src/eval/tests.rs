@@ -495,3 +495,34 @@ fn strict_isolation_keeps_other_networks_and_icc_off_peers_off_published_ports()
     let ruleset = plan_with(&s, "", strict);
     assert_eq!(through_host(&ruleset, &s, 8080), Some((addr(WEB1), true)));
 }
+
+/// Docker's `com.docker.network.host_ipv6` asks for translation to that address; a policy
+/// entry for the network that says nothing about NAT66 (here only `icc`) must not undo it.
+#[test]
+fn dockers_host_ipv6_survives_an_unrelated_policy_entry() {
+    let mut s = snapshot();
+    s.networks[1].ipv6_subnets = vec!["2001:db8:7761::/64".parse().unwrap()];
+    s.networks[1].host_ipv6 = Some(addr(HOST2));
+    s.containers[0].endpoints[0].ipv6 = Some(addr("2001:db8:7761::2"));
+    let leaving = Packet::new(
+        "br-0123456789ab",
+        "eth0",
+        addr("2001:db8:7761::2"),
+        addr(OUTSIDE),
+        tcp(443),
+    );
+    for policy in ["", "networks:\n  web:\n    icc: false\n"] {
+        let ruleset = plan_with(&s, policy, Default::default());
+        assert_eq!(
+            postrouting_snat(&ruleset, &leaving),
+            Some(Translation::SnatTo(addr(HOST2))),
+            "policy {policy:?}"
+        );
+    }
+    let routed = plan_with(&s, &web_mode("routed"), Default::default());
+    assert_eq!(
+        postrouting_snat(&routed, &leaving),
+        None,
+        "routed: no NAT66"
+    );
+}

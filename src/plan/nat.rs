@@ -205,8 +205,9 @@ fn hairpin_rules(network: &Network) -> Vec<Rule> {
 /// Whether outbound IPv6 from this subnet is translated. Internal networks never; a policy
 /// `nat66` (or `snat_address`) decides when set; a network without `enable_ip_masquerade`
 /// (default bridge: the daemon's `ip-masq`) never; a gateway mode decides as Docker 28 does;
-/// otherwise a unique local prefix is translated and a global prefix, routable as it is,
-/// only when the operator asks (`nat66_gua`).
+/// otherwise Docker's `com.docker.network.host_ipv6` (an explicit request for translation to
+/// that address) turns it on, a unique local prefix is translated and a global prefix,
+/// routable as it is, only when the operator asks (`nat66_gua`).
 pub fn nat66_enabled(
     network: &Network,
     rules: &NetworkRules,
@@ -226,6 +227,7 @@ pub fn nat66_enabled(
         // Docker 28: `nat` masquerades every prefix, global ones too; `routed` none.
         Some(GatewayMode::Nat) | Some(GatewayMode::NatUnprotected) => true,
         Some(GatewayMode::Routed) => false,
+        None if network.host_ipv6.is_some() => true,
         None if Network::is_ula(subnet) => options.nat66_ula,
         None => options.nat66_gua,
     }

@@ -18,7 +18,8 @@ use crate::snapshot::{Container, GatewayMode, Network, PortBinding, Protocol, Sn
 pub struct NetworkRules {
     /// Container-to-container IPv6 on the bridge.
     pub icc: bool,
-    /// `Some` forces NAT66 on or off; `None` follows the defaults and Docker's option.
+    /// The policy's `nat66` (or its `snat_address`, which means on); `None` follows the
+    /// gateway mode, Docker's options and the defaults (see `nat::nat66_enabled`).
     pub nat66: Option<bool>,
     /// SNAT source instead of masquerade: the policy's `snat_address`, else Docker's
     /// `com.docker.network.host_ipv6`.
@@ -118,16 +119,12 @@ impl Resolved {
     }
 }
 
-/// What Docker's own options ask for. `com.docker.network.host_ipv6` is an explicit request
-/// for translation to that address, so it turns NAT66 on even for a global prefix (unless
-/// masquerading is off for the network, which in Docker disables SNAT too).
+/// What Docker's own options ask for (and the default gateway mode). Docker's
+/// `com.docker.network.host_ipv6` is not a policy choice: `nat::nat66_enabled` weighs it.
 fn docker_rules(network: &Network, default_gateway_mode: Option<GatewayMode>) -> NetworkRules {
     NetworkRules {
         icc: network.icc,
-        nat66: network
-            .host_ipv6
-            .filter(|_| network.masquerade)
-            .map(|_| true),
+        nat66: None,
         snat: network.host_ipv6,
         ndp_proxy: None,
         gateway_mode: network.gateway_mode_ipv6.or(default_gateway_mode),
