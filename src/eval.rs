@@ -170,16 +170,27 @@ pub enum Inbound {
     },
 }
 
-/// The forward hook's verdict on `packet` (its `oifname` is routing's decision).
+/// The verdict on a forwarded `packet` (its `oifname` is routing's decision): the
+/// prerouting filter hook, then the forward hook.
 pub fn forward_verdict(ruleset: &Ruleset, packet: &Packet) -> Verdict {
     let view = View::ip6(ruleset, packet, &packet.iifname, &packet.oifname, &[]);
-    filter_hook(&view, Hook::ForwardFilter)
+    after_prerouting(ruleset, packet, || filter_hook(&view, Hook::ForwardFilter))
 }
 
-/// The input hook's verdict on a packet addressed to this host.
+/// The verdict on a packet addressed to this host: the prerouting filter hook, then the
+/// input hook.
 pub fn input_verdict(ruleset: &Ruleset, packet: &Packet) -> Verdict {
     let view = View::ip6(ruleset, packet, &packet.iifname, "", &[]);
-    filter_hook(&view, Hook::InputFilter)
+    after_prerouting(ruleset, packet, || filter_hook(&view, Hook::InputFilter))
+}
+
+/// The prerouting filter hook's drop, if it drops the packet, else `then`'s verdict. The
+/// prerouting hook has no output interface; what it checks (sources) does not depend on the
+/// destination, so it reads the same before and after DNAT.
+fn after_prerouting(ruleset: &Ruleset, packet: &Packet, then: impl FnOnce() -> Verdict) -> Verdict {
+    let view = View::ip6(ruleset, packet, &packet.iifname, "", &[]);
+    let first = filter_hook(&view, Hook::PreroutingFilter);
+    if first.accepted { then() } else { first }
 }
 
 /// The destination prerouting translates `packet` to, if any. `local` is the host's own

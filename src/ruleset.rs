@@ -229,6 +229,9 @@ pub enum Hook {
     ForwardFilter,
     /// `type filter hook input priority filter; policy accept;`
     InputFilter,
+    /// `type filter hook prerouting priority mangle; policy accept;`: every packet entering
+    /// the host, forwarded or not, before DNAT (-150, ahead of dstnat's -100).
+    PreroutingFilter,
     /// `type nat hook prerouting priority dstnat; policy accept;`
     PreroutingNat,
     /// `type nat hook output priority -100; policy accept;`

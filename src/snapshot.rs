@@ -161,14 +161,18 @@ pub enum GatewayMode {
     Routed,
     /// Like `nat`, but every container port is directly reachable from outside.
     NatUnprotected,
+    /// No gateway: nothing in or out of the bridge, no port publishing (Docker 28.1), as an
+    /// `--internal` network.
+    Isolated,
 }
 
 impl GatewayMode {
     /// Every mode, in Docker's order, for messages listing what is accepted.
-    pub const ALL: [GatewayMode; 3] = [
+    pub const ALL: [GatewayMode; 4] = [
         GatewayMode::Nat,
         GatewayMode::Routed,
         GatewayMode::NatUnprotected,
+        GatewayMode::Isolated,
     ];
 
     /// Docker's word for the mode.
@@ -177,6 +181,7 @@ impl GatewayMode {
             GatewayMode::Nat => "nat",
             GatewayMode::Routed => "routed",
             GatewayMode::NatUnprotected => "nat-unprotected",
+            GatewayMode::Isolated => "isolated",
         }
     }
 
@@ -374,7 +379,8 @@ mod tests {
         );
         assert_eq!(GatewayMode::parse("NAT"), None);
         assert_eq!(GatewayMode::parse("nat_unprotected"), None);
-        assert_eq!(GatewayMode::parse("isolated"), None);
+        assert_eq!(GatewayMode::parse("isolated"), Some(GatewayMode::Isolated));
+        assert_eq!(GatewayMode::parse("bridged"), None);
     }
 
     #[test]

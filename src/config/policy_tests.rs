@@ -237,11 +237,11 @@ fn a_bad_gateway_mode_is_an_error_at_its_value() {
         [
             format!(
                 "{FILE}:3:19: networks.a.gateway_mode: `Routed` is not a gateway mode; expected \
-                 one of nat, routed, nat-unprotected (Docker's words)"
+                 one of nat, routed, nat-unprotected, isolated (Docker's words)"
             ),
             format!(
                 "{FILE}:5:19: networks.b.gateway_mode: a list is not a string; expected one of \
-                 nat, routed, nat-unprotected (Docker's words)"
+                 nat, routed, nat-unprotected, isolated (Docker's words)"
             ),
         ]
     );

@@ -119,7 +119,7 @@ fn new_defaults_are_validated_with_their_place() {
             ),
             format!(
                 "{FILE}:3:17: defaults.gateway_mode: `nat_unprotected` is not a gateway mode; \
-                 expected one of nat, routed, nat-unprotected (Docker's words)"
+                 expected one of nat, routed, nat-unprotected, isolated (Docker's words)"
             ),
             format!(
                 "{FILE}:4:3: defaults.labels_may_expos: unknown key (did you mean \

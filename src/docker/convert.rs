@@ -79,17 +79,17 @@ pub fn network_from_api(api: &ApiNetwork) -> Option<Network> {
 }
 
 /// A `gateway_mode_ipv6` option's mode. A word this v6guard does not know (a newer Docker's
-/// mode, a typo Docker let through) is read as `nat`, the most closed of Docker's modes, so
-/// an unknown mode never opens more than Docker's own would.
+/// mode, a typo Docker let through) is read as `isolated`, the most closed of Docker's
+/// modes (nothing in or out), so an unknown mode never opens more than Docker's own would.
 fn gateway_mode(text: &str, network: &str) -> GatewayMode {
     GatewayMode::parse(text).unwrap_or_else(|| {
         warn!(
             network,
             value = text,
-            "unknown {OPT_GATEWAY_MODE_IPV6}; treating the network as `nat`, the most closed \
-             of Docker's modes (known: nat, routed, nat-unprotected)"
+            "unknown {OPT_GATEWAY_MODE_IPV6}; treating the network as `isolated`, the most \
+             closed of Docker's modes (known: nat, routed, nat-unprotected, isolated)"
         );
-        GatewayMode::Nat
+        GatewayMode::Isolated
     })
 }
 
@@ -245,6 +245,7 @@ mod tests {
             ("nat", GatewayMode::Nat),
             ("routed", GatewayMode::Routed),
             ("nat-unprotected", GatewayMode::NatUnprotected),
+            ("isolated", GatewayMode::Isolated),
         ] {
             let network = network_from_api(&with_gateway_mode(value)).unwrap();
             assert_eq!(network.gateway_mode_ipv6, Some(mode), "{value}");
@@ -252,9 +253,9 @@ mod tests {
     }
 
     #[test]
-    fn an_unknown_gateway_mode_is_read_as_nat() {
-        let network = network_from_api(&with_gateway_mode("isolated")).unwrap();
-        assert_eq!(network.gateway_mode_ipv6, Some(GatewayMode::Nat));
+    fn an_unknown_gateway_mode_is_read_as_isolated() {
+        let network = network_from_api(&with_gateway_mode("bridged-someday")).unwrap();
+        assert_eq!(network.gateway_mode_ipv6, Some(GatewayMode::Isolated));
     }
 
     #[test]

@@ -165,6 +165,7 @@ fn gateway_mode() -> impl Strategy<Value = GatewayMode> {
         Just(GatewayMode::Nat),
         Just(GatewayMode::Routed),
         Just(GatewayMode::NatUnprotected),
+        Just(GatewayMode::Isolated),
     ]
 }
 
@@ -758,7 +759,7 @@ fn reachable_directly(mode: Option<GatewayMode>, binding: &PortBinding) -> bool 
         (None, Some(IpAddr::V6(address))) => address.is_unspecified(),
         (Some(GatewayMode::Routed), None) => true,
         (Some(GatewayMode::Routed), Some(IpAddr::V6(address))) => !address.is_loopback(),
-        (Some(GatewayMode::Nat | GatewayMode::NatUnprotected), _) => false,
+        (Some(GatewayMode::Nat | GatewayMode::NatUnprotected | GatewayMode::Isolated), _) => false,
     }
 }
 
@@ -778,7 +779,8 @@ fn listens_at(binding: &PortBinding, destination: Ipv6Addr) -> bool {
 /// port: where it listens, except in gateway mode `routed`, which has no DNAT (traffic to a
 /// host address stays the host's).
 fn translated_at(mode: Option<GatewayMode>, binding: &PortBinding, destination: Ipv6Addr) -> bool {
-    mode != Some(GatewayMode::Routed) && listens_at(binding, destination)
+    !matches!(mode, Some(GatewayMode::Routed | GatewayMode::Isolated))
+        && listens_at(binding, destination)
 }
 
 /// The network a container's ports are published on (Docker: its first non-internal
@@ -852,7 +854,7 @@ fn exposed_directly(world: &World, destination: Ipv6Addr, probe: &Probe) -> bool
         let published = world.snapshot.containers[c].ports.iter().any(|b| {
             b.protocol == protocol && b.container_port == port && reachable_directly(mode, b)
         });
-        let expose = mode != Some(GatewayMode::Nat)
+        let expose = !matches!(mode, Some(GatewayMode::Nat | GatewayMode::Isolated))
             && policy_of(world, c).is_some_and(|p| p.expose == Some((protocol, port)));
         address == destination
             && (published || expose)
@@ -900,6 +902,24 @@ fn is_icmp(probe: &Probe, types: &[Icmpv6Type]) -> bool {
 /// link-local sources, nor for containers while docker-proxy serves them), else the host's
 /// own, where docker-proxy's ports admit only what the policy would let reach the container
 /// ([`served_locally`]).
+/// Whether `source` is the address, on another network, of a container attached to
+/// network `n`.
+fn own_address_elsewhere(world: &World, n: usize, source: Ipv6Addr) -> bool {
+    let id = &world.snapshot.networks[n].id;
+    world.snapshot.containers.iter().any(|c| {
+        c.endpoints.iter().any(|e| &e.network_id == id)
+            && c.endpoints
+                .iter()
+                .any(|e| &e.network_id != id && e.ipv6 == Some(source))
+    })
+}
+
+/// Whether nothing may enter or leave network `n`'s bridge: `--internal`, or gateway mode
+/// `isolated` (Docker 28.1: no gateway at all).
+fn sealed(world: &World, n: usize) -> bool {
+    world.spec.networks[n].internal || mode(world, n) == Some(GatewayMode::Isolated)
+}
+
 fn reference(world: &World, probe: &Probe) -> Outcome {
     let nets = &world.snapshot.networks;
     let from = probe.from_network;
@@ -910,11 +930,15 @@ fn reference(world: &World, probe: &Probe) -> Outcome {
         return Outcome::Dropped;
     }
     let link_local = probe.source.segments()[0] & 0xffc0 == 0xfe80;
+    // Sources are checked before anything else, for the host's own addresses too: a
+    // container may use its network's prefix (or, on several networks, its own address on
+    // another one), link-local or `::`; the outside no Docker prefix.
     let genuine = match from {
         Some(n) => {
             nets[n].ipv6_subnets[0].contains(&probe.source)
                 || link_local
                 || probe.source.is_unspecified()
+                || own_address_elsewhere(world, n, probe.source)
         }
         None => network_of(world, probe.source).is_none(),
     };
@@ -928,7 +952,7 @@ fn reference(world: &World, probe: &Probe) -> Outcome {
             Some((address, port)) => (address, Some(port), true),
             None => {
                 return Outcome::Local {
-                    admitted: served_locally(world, probe),
+                    admitted: genuine && served_locally(world, probe),
                 };
             }
         }
@@ -942,7 +966,7 @@ fn reference(world: &World, probe: &Probe) -> Outcome {
     if !genuine {
         return Outcome::Dropped;
     }
-    if from.is_some_and(|n| world.spec.networks[n].internal && n != to) {
+    if from.is_some_and(|n| sealed(world, n) && n != to) {
         return Outcome::Dropped;
     }
     // A reply is let in wherever its connection was accepted: conntrack only confirms a
@@ -972,7 +996,7 @@ fn reference(world: &World, probe: &Probe) -> Outcome {
         // and so does `strict_isolation`.
         return outcome(icc(world, to) || ndp || (via_dnat && !strict));
     }
-    if world.spec.networks[to].internal {
+    if sealed(world, to) {
         return Outcome::Dropped;
     }
     if via_dnat && (from.is_none() || !strict) {
@@ -982,7 +1006,7 @@ fn reference(world: &World, probe: &Probe) -> Outcome {
         return Outcome::Dropped;
     }
     match mode(world, to) {
-        Some(GatewayMode::Nat) => Outcome::Dropped,
+        Some(GatewayMode::Nat | GatewayMode::Isolated) => Outcome::Dropped,
         Some(GatewayMode::NatUnprotected) => reached,
         Some(GatewayMode::Routed) | None => outcome(
             exposed_directly(world, destination, probe)
@@ -1056,7 +1080,7 @@ fn observed_outbound(world: &World, ruleset: &Ruleset, source: Ipv6Addr, net: us
 /// Translated to the policy's `snat_address` when set, else masqueraded.
 fn reference_outbound(world: &World, net: usize) -> Outbound {
     let spec = &world.spec.networks[net];
-    if spec.internal {
+    if sealed(world, net) {
         return Outbound {
             accepted: false,
             translation: None,
@@ -1068,7 +1092,7 @@ fn reference_outbound(world: &World, net: usize) -> Outbound {
         (None, false) if !spec.masquerade => false,
         (None, false) => match mode(world, net) {
             Some(GatewayMode::Nat | GatewayMode::NatUnprotected) => true,
-            Some(GatewayMode::Routed) => false,
+            Some(GatewayMode::Routed | GatewayMode::Isolated) => false,
             None if spec.gua => world.spec.nat66_gua,
             None => world.spec.nat66_ula,
         },

@@ -526,3 +526,57 @@ fn dockers_host_ipv6_survives_an_unrelated_policy_entry() {
         "routed: no NAT66"
     );
 }
+
+/// A container on two networks may answer from its address on one network out of the
+/// other's bridge (its replies follow its own routes); nobody else may use that address.
+#[test]
+fn a_multihomed_container_may_send_from_its_other_address() {
+    let mut s = snapshot();
+    // a1 is on docker0 (n0) and on web (n1).
+    s.containers[2].endpoints.push(crate::snapshot::Endpoint {
+        network_id: "n1".into(),
+        network_name: "web".into(),
+        ipv4: None,
+        ipv6: Some(addr("fd76:6700:0:10::7")),
+    });
+    let reply = packet(&s, "docker0", "fd76:6700:0:10::7", OUTSIDE, tcp(40000));
+    assert!(
+        accepted(&s, &reply),
+        "its own address on web, out of docker0"
+    );
+    let spoof = packet(&s, "docker0", "fd76:6700:0:10::8", OUTSIDE, tcp(40000));
+    assert!(!accepted(&s, &spoof), "another address of web's prefix");
+    let elsewhere = packet(&s, "mybr0", "fd76:6700:0:10::7", OUTSIDE, tcp(40000));
+    assert!(!accepted(&s, &elsewhere), "from a network it is not on");
+}
+
+/// Sources are checked for packets to the host too (docker-proxy's ports with userland-proxy
+/// on, whose `allow_from` limit is a source check on the input hook).
+#[test]
+fn spoofed_sources_to_the_host_itself_are_dropped() {
+    let mut s = snapshot();
+    s.daemon.userland_proxy.value = true;
+    let inputs = with_policy("containers:\n  web1:\n    allow_from: [\"fd76:6700:0:11::/64\"]\n");
+    let ruleset = plan(&s, &inputs);
+    // A LAN host claiming the allowed Docker prefix, to the published host port.
+    let forged = packet(&s, "eth0", "fd76:6700:0:11::99", HOST, tcp(8080));
+    let verdict = input_verdict(&ruleset, &forged);
+    assert!(!verdict.accepted);
+    assert_eq!(
+        verdict.rule.as_deref(),
+        Some("spoofed source: network custom's prefix from outside its bridge")
+    );
+    // The same source from its own bridge reaches docker-proxy: allow_from admits it.
+    let genuine = packet(&s, "mybr0", "fd76:6700:0:11::99", HOST, tcp(8080));
+    assert!(input_verdict(&ruleset, &genuine).accepted);
+    // The host talking to itself from a Docker prefix (its bridge address) is not spoofing.
+    let own = packet(&s, "lo", "fd76:6700:0:11::1", HOST, tcp(8080));
+    assert!(input_verdict(&ruleset, &own).accepted);
+}
+
+fn with_policy(yaml: &str) -> PlanInputs {
+    PlanInputs {
+        policy: crate::config::parse_policy_file(std::path::Path::new("p.yaml"), yaml).unwrap(),
+        ..PlanInputs::default()
+    }
+}

@@ -181,11 +181,12 @@ impl Drop for CommentedTable {
 }
 
 /// Hook, chain type and priority, as nft's `priority filter` (0; -200 in family bridge),
-/// `dstnat` (-100) and `srcnat` (100).
+/// `mangle` (-150), `dstnat` (-100) and `srcnat` (100).
 fn hook_parts(hook: Hook) -> (nftnl::Hook, nftnl::ChainType, i32) {
     match hook {
         Hook::ForwardFilter => (nftnl::Hook::Forward, nftnl::ChainType::Filter, 0),
         Hook::InputFilter => (nftnl::Hook::In, nftnl::ChainType::Filter, 0),
+        Hook::PreroutingFilter => (nftnl::Hook::PreRouting, nftnl::ChainType::Filter, -150),
         Hook::PreroutingNat => (nftnl::Hook::PreRouting, nftnl::ChainType::Nat, -100),
         Hook::OutputNat => (nftnl::Hook::Out, nftnl::ChainType::Nat, -100),
         Hook::PostroutingNat => (nftnl::Hook::PostRouting, nftnl::ChainType::Nat, 100),

@@ -169,6 +169,7 @@ fn render_hook(hook: Hook) -> &'static str {
     match hook {
         Hook::ForwardFilter => "type filter hook forward priority filter; policy accept;",
         Hook::InputFilter => "type filter hook input priority filter; policy accept;",
+        Hook::PreroutingFilter => "type filter hook prerouting priority mangle; policy accept;",
         Hook::PreroutingNat => "type nat hook prerouting priority dstnat; policy accept;",
         Hook::OutputNat => "type nat hook output priority -100; policy accept;",
         Hook::PostroutingNat => "type nat hook postrouting priority srcnat; policy accept;",

@@ -114,24 +114,22 @@ pub struct FilterInputs<'a> {
 /// The filter chains: the base chain on the forward hook, the source check and the
 /// to-bridge chain.
 pub fn chains(inputs: &FilterInputs) -> Vec<Chain> {
-    vec![
-        forward_chain(inputs.snapshot, inputs.guarded),
-        sources::from_container_chain(inputs.snapshot),
-        to_bridge_chain(inputs),
-    ]
+    let mut chains = sources::chains(inputs.snapshot, inputs.guarded).to_vec();
+    chains.push(forward_chain(inputs));
+    chains.push(to_bridge_chain(inputs));
+    chains
 }
 
-/// Check sources first; keep internal networks' traffic inside their bridge; send everything
-/// headed into a Docker bridge to the to-bridge chain.
-fn forward_chain(snapshot: &Snapshot, guarded: &Guarded) -> Chain {
-    let mut rules = sources::forward_rules(snapshot, guarded);
-    rules.extend(
-        snapshot
-            .networks
-            .iter()
-            .filter(|n| n.internal)
-            .map(internal_egress_rule),
-    );
+/// Keep internal networks' traffic inside their bridge; send everything headed into a Docker
+/// bridge to the to-bridge chain. (Sources were checked on the prerouting hook.)
+fn forward_chain(inputs: &FilterInputs) -> Chain {
+    let (snapshot, guarded) = (inputs.snapshot, inputs.guarded);
+    let mut rules: Vec<Rule> = snapshot
+        .networks
+        .iter()
+        .filter(|n| sealed(n, inputs.resolved))
+        .map(internal_egress_rule)
+        .collect();
     rules.extend(guarded.interfaces.iter().map(|name| {
         Rule::new(
             vec![Match::OutInterface(name.clone())],
@@ -143,6 +141,12 @@ fn forward_chain(snapshot: &Snapshot, guarded: &Guarded) -> Chain {
         hook: Some(Hook::ForwardFilter),
         rules,
     }
+}
+
+/// Whether nothing may enter or leave the network's bridge: `--internal`, or gateway mode
+/// `isolated`.
+fn sealed(network: &Network, resolved: &Resolved) -> bool {
+    network.internal || resolved.network(network).reach().isolated()
 }
 
 /// Nothing leaves an internal network's bridge (Docker's IPv6-safe form, moby#46214: same-bridge
@@ -195,7 +199,7 @@ fn to_bridge_chain(inputs: &FilterInputs) -> Chain {
     rules.extend(
         networks
             .iter()
-            .filter(|n| n.internal)
+            .filter(|n| sealed(n, resolved))
             .map(|n| internal_ingress_rule(n)),
     );
     rules.extend(guarded.interfaces.iter().map(isolation_rule));
@@ -205,7 +209,7 @@ fn to_bridge_chain(inputs: &FilterInputs) -> Chain {
     rules.extend(
         networks
             .iter()
-            .filter(|n| !n.internal)
+            .filter(|n| !sealed(n, resolved))
             .filter_map(|n| gateway_mode_rule(n, resolved)),
     );
     rules.extend(direct_lookups(sets).into_iter().map(|lookup| {

@@ -214,7 +214,7 @@ pub fn nat66_enabled(
     subnet: &Ipv6Net,
     options: &PlanOptions,
 ) -> bool {
-    if network.internal {
+    if network.internal || rules.reach().isolated() {
         return false;
     }
     if let Some(forced) = rules.nat66 {
@@ -226,7 +226,7 @@ pub fn nat66_enabled(
     match rules.gateway_mode {
         // Docker 28: `nat` masquerades every prefix, global ones too; `routed` none.
         Some(GatewayMode::Nat) | Some(GatewayMode::NatUnprotected) => true,
-        Some(GatewayMode::Routed) => false,
+        Some(GatewayMode::Routed | GatewayMode::Isolated) => false,
         None if network.host_ipv6.is_some() => true,
         None if Network::is_ula(subnet) => options.nat66_ula,
         None => options.nat66_gua,

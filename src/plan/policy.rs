@@ -48,6 +48,7 @@ impl NetworkRules {
 /// | `nat` | no | no | yes | no | every prefix |
 /// | `routed` | yes (any binding) | no | no | yes | none |
 /// | `nat-unprotected` | yes (every port) | yes | yes | yes | every prefix |
+/// | `isolated` | no (nothing in or out, as `--internal`) | no | no | no | none |
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GatewayReach {
     pub mode: Option<GatewayMode>,
@@ -66,13 +67,18 @@ impl GatewayReach {
         match self.mode {
             None => binding.is_none_or(|b| !b.on_one_host_address()),
             Some(GatewayMode::Routed) => true,
-            Some(GatewayMode::Nat) | Some(GatewayMode::NatUnprotected) => false,
+            Some(GatewayMode::Nat | GatewayMode::NatUnprotected | GatewayMode::Isolated) => false,
         }
     }
 
     /// Whether published ports are translated (DNAT) from the host's addresses.
     pub fn translated(self) -> bool {
-        self.mode != Some(GatewayMode::Routed)
+        !matches!(self.mode, Some(GatewayMode::Routed | GatewayMode::Isolated))
+    }
+
+    /// Whether the network is sealed like an `--internal` one: nothing in, nothing out.
+    pub fn isolated(self) -> bool {
+        self.mode == Some(GatewayMode::Isolated)
     }
 
     /// Whether everything from outside is kept off the containers' own addresses except

@@ -1,22 +1,28 @@
 //! Source validation: a packet's source address must belong to where it came from.
 //!
-//! - From a Docker bridge, only the network's own prefixes, link-local (`fe80::/10`) and the
-//!   unspecified address (`::`, duplicate address detection). A container (CAP_NET_RAW is a
-//!   default capability) could otherwise send with another network's address and have the
-//!   replies, or that network's exposure, work for it.
+//! - From a Docker bridge, only the network's own prefixes, link-local (`fe80::/10`), the
+//!   unspecified address (`::`, duplicate address detection), and, for a container on several
+//!   networks, its own addresses on the others (its replies may leave by another network's
+//!   route). A container (CAP_NET_RAW is a default capability) could otherwise send with
+//!   another network's address and have that network's exposure, or its replies, work for it.
 //! - From anywhere else, no source inside a prefix Docker routes to a local bridge. A LAN host
-//!   spoofing a container's prefix would otherwise be masqueraded (NAT66) to the host's address
-//!   and get its replies, or pass for a container of that network.
+//!   spoofing a container's prefix would otherwise be masqueraded (NAT66) to the host's
+//!   address and get its replies, or pass an `allow_from` that names a Docker prefix.
 //!
-//! Both run first on the forward hook, before any accept. Per network rules, not `fib`
-//! (rpfilter): a network's prefix is known exactly, also on a LAN that proxies NDP for it.
+//! The check is a base chain of its own on the prerouting hook, ahead of DNAT, so it covers
+//! forwarded packets and packets for the host alike (docker-proxy's ports among them).
+//! Loopback is the host talking to itself (from its own bridge addresses too) and passes.
+//! Per network rules, not `fib` (rpfilter): a network's prefix is known exactly, also on a
+//! LAN that proxies NDP for it.
 
 use ipnet::Ipv6Net;
 
 use super::Guarded;
-use crate::ruleset::{Action, Chain, InterfaceName, Match, Rule};
+use crate::ruleset::{Action, Chain, Hook, InterfaceName, Match, Rule};
 use crate::snapshot::{Network, Snapshot};
 
+/// The base chain that checks every packet's source.
+pub const SOURCES_CHAIN: &str = "sources";
 /// The chain that checks the source of everything leaving a Docker bridge.
 pub const FROM_CONTAINER_CHAIN: &str = "from-container";
 
@@ -32,19 +38,27 @@ const fn prefix(first: u16, len: u8) -> Ipv6Net {
     }
 }
 
-/// The forward chain's first rules: traffic from a Docker bridge goes through the source
-/// check; traffic from anywhere else must not claim a Docker prefix.
-pub fn forward_rules(snapshot: &Snapshot, guarded: &Guarded) -> Vec<Rule> {
-    let mut rules: Vec<Rule> = guarded
-        .interfaces
-        .iter()
-        .map(|name| {
-            Rule::new(
-                vec![Match::InInterface(name.clone())],
-                Action::Jump(FROM_CONTAINER_CHAIN.to_string()),
-            )
-        })
-        .collect();
+/// The source-checking chains: the prerouting base chain and the from-container chain.
+pub fn chains(snapshot: &Snapshot, guarded: &Guarded) -> [Chain; 2] {
+    [
+        sources_chain(snapshot, guarded),
+        from_container_chain(snapshot),
+    ]
+}
+
+/// Loopback passes; traffic from a Docker bridge goes through the container check; traffic
+/// from anywhere else must not claim a Docker prefix.
+fn sources_chain(snapshot: &Snapshot, guarded: &Guarded) -> Chain {
+    let mut rules = vec![Rule::new(
+        vec![Match::InInterface(InterfaceName::Exact("lo".to_string()))],
+        Action::Accept,
+    )];
+    rules.extend(guarded.interfaces.iter().map(|name| {
+        Rule::new(
+            vec![Match::InInterface(name.clone())],
+            Action::Jump(FROM_CONTAINER_CHAIN.to_string()),
+        )
+    }));
     rules.extend(routed_subnets(snapshot).map(|(network, subnet)| {
         Rule::new(
             vec![
@@ -59,17 +73,22 @@ pub fn forward_rules(snapshot: &Snapshot, guarded: &Guarded) -> Vec<Rule> {
             network.name
         ))
     }));
-    rules
+    Chain {
+        name: SOURCES_CHAIN.to_string(),
+        hook: Some(Hook::PreroutingFilter),
+        rules,
+    }
 }
 
-/// Returns for every source a container may use; drops the rest. A bridge v6guard has not
+/// Accepts every source a container may use (which ends only this source check: the
+/// forward and input hooks still decide), drops the rest, so the spoof drops after the jump
+/// see only traffic from elsewhere. A bridge v6guard has not
 /// seen yet (guarded by prefix only) has no prefix here, so nothing its containers send from
-/// a global address is forwarded until it is seen (and what they send each other meets the
-/// isolation drop): fail-closed.
-pub fn from_container_chain(snapshot: &Snapshot) -> Chain {
+/// a global address passes until it is seen: fail-closed.
+fn from_container_chain(snapshot: &Snapshot) -> Chain {
     let mut rules: Vec<Rule> = [LINK_LOCAL, UNSPECIFIED]
         .into_iter()
-        .map(|net| Rule::new(vec![Match::SourceIn(net)], Action::Return))
+        .map(|net| Rule::new(vec![Match::SourceIn(net)], Action::Accept))
         .collect();
     rules.extend(routed_subnets(snapshot).map(|(network, subnet)| {
         Rule::new(
@@ -77,9 +96,10 @@ pub fn from_container_chain(snapshot: &Snapshot) -> Chain {
                 Match::InInterface(InterfaceName::Exact(network.bridge.clone())),
                 Match::SourceIn(subnet),
             ],
-            Action::Return,
+            Action::Accept,
         )
     }));
+    rules.extend(multihomed_sources(snapshot));
     rules.push(
         Rule::new(vec![], Action::Drop)
             .counted()
@@ -90,6 +110,38 @@ pub fn from_container_chain(snapshot: &Snapshot) -> Chain {
         hook: None,
         rules,
     }
+}
+
+/// A container on several networks may send from its address on one network out of
+/// another's bridge (its replies follow its routes, not the network they came in on): one
+/// accept per (bridge, own address elsewhere). Rules grow only with multi-homed containers.
+fn multihomed_sources(snapshot: &Snapshot) -> Vec<Rule> {
+    let mut rules = Vec::new();
+    for container in &snapshot.containers {
+        let attached: Vec<(&Network, std::net::Ipv6Addr)> = container
+            .endpoints
+            .iter()
+            .filter_map(|e| Some((snapshot.network_by_id(&e.network_id)?, e.ipv6?)))
+            .collect();
+        for (from, _) in &attached {
+            for (other, address) in attached.iter().filter(|(n, _)| n.id != from.id) {
+                rules.push(
+                    Rule::new(
+                        vec![
+                            Match::InInterface(InterfaceName::Exact(from.bridge.clone())),
+                            Match::SourceIn(Ipv6Net::from(*address)),
+                        ],
+                        Action::Accept,
+                    )
+                    .comment(format!(
+                        "container {}: its address on network {}",
+                        container.name, other.name
+                    )),
+                );
+            }
+        }
+    }
+    rules
 }
 
 /// Every (network, IPv6 subnet) Docker routes to a local bridge.
