@@ -100,6 +100,21 @@ pub fn audit(snapshot: &Snapshot, inputs: &PlanInputs) -> Audit {
                 .to_string(),
         );
     }
+    // The lists above hold ports; a nat-unprotected network opens every port of its
+    // containers' addresses, which no list of ports can say.
+    warnings.extend(
+        snapshot
+            .networks
+            .iter()
+            .filter(|n| !n.internal && resolved.network(n).reach().unprotected())
+            .map(|n| {
+                format!(
+                    "network {} is in gateway mode nat-unprotected: EVERY port of its \
+                     containers' IPv6 addresses is reachable from outside, listed or not",
+                    n.name
+                )
+            }),
+    );
     Audit {
         reachable,
         closed,
@@ -302,6 +317,22 @@ mod tests {
             ]
         );
         assert!(report.reachable.iter().all(|r| r.sources.is_none()));
+    }
+
+    #[test]
+    fn a_nat_unprotected_network_is_called_out() {
+        let report = audit(
+            &lab_snapshot(),
+            &policy("networks:\n  web:\n    gateway_mode: nat-unprotected\n"),
+        );
+        assert!(
+            report
+                .warnings
+                .iter()
+                .any(|w| w.starts_with("network web is in gateway mode nat-unprotected: EVERY")),
+            "{:?}",
+            report.warnings
+        );
     }
 
     #[test]

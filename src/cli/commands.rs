@@ -116,7 +116,7 @@ pub async fn apply(read: &ReadArgs, force: bool) -> Result<ExitCode, String> {
         rules = ruleset.rule_count(),
         published = ruleset.element_count(),
         ms = started.elapsed().as_millis() as u64,
-        "applied table ip6 {}",
+        "applied tables ip6 and bridge {}",
         ruleset.table
     );
     Ok(ExitCode::SUCCESS)

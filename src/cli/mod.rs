@@ -13,7 +13,8 @@ use clap::{Parser, Subcommand};
 use args::{CheckConfigArgs, DaemonArgs, DockerArgs, ReadArgs};
 
 /// Gives Docker's IPv6 the firewall Docker gives IPv4: ICC blocking, isolation between
-/// networks and publish-only exposure, as one nftables table (ip6 v6guard) replaced atomically.
+/// networks and publish-only exposure, as nftables tables (ip6 v6guard, and bridge v6guard for
+/// Layer 2) replaced atomically.
 #[derive(Parser)]
 #[command(name = "v6guard", version, about, long_about = None)]
 pub struct Cli {
@@ -25,7 +26,8 @@ pub struct Cli {
 pub enum Command {
     /// Print the ruleset `apply` would install, as an nft script (the dry run; changes nothing).
     Render(ReadArgs),
-    /// Install the ruleset: replace table ip6 v6guard in one atomic transaction.
+    /// Install the ruleset: replace tables ip6 v6guard and bridge v6guard in one atomic
+    /// transaction.
     Apply {
         #[command(flatten)]
         read: ReadArgs,
@@ -37,7 +39,8 @@ pub enum Command {
     /// Print everything v6guard reads from Docker and dockerd's settings, as JSON. Attach it to
     /// bug reports; `render --snapshot FILE` reproduces the ruleset from it without Docker.
     Snapshot(DockerArgs),
-    /// Remove every nftables table v6guard owns (ip6 tables named v6guard*). Nothing else is touched.
+    /// Remove every nftables table v6guard owns (ip6 and bridge tables named v6guard*). Nothing
+    /// else is touched.
     Cleanup,
     /// Run as a service: follow Docker's events and keep the table true to them, restore it
     /// when someone else changes it. Rules stay in place when the daemon stops (fail-closed).

@@ -212,10 +212,17 @@ impl<L: LoadInputs> Daemon<L> {
     /// the skeleton ruleset is applied. Either way systemd hears READY, so dockerd, ordered
     /// after v6guard, starts with its bridges guarded.
     fn guard_at_start(&mut self) {
+        // Both tables: a kept ip6 table without the bridge table (an upgrade from a version
+        // without it, or a deletion while v6guard was down) would leave VLAN tags and router
+        // advertisements unguarded until Docker is read.
         let present = match nft::list_tables() {
-            Ok(tables) => tables
+            Ok(tables) => [libc::NFPROTO_IPV6, libc::NFPROTO_BRIDGE]
                 .iter()
-                .any(|t| t.family == libc::NFPROTO_IPV6 as u32 && t.name == TABLE_NAME),
+                .all(|family| {
+                    tables
+                        .iter()
+                        .any(|t| t.family == *family as u32 && t.name == TABLE_NAME)
+                }),
             Err(error) => {
                 error!(%error, "cannot list nftables tables, so no skeleton ruleset; nothing guards Docker's bridges until Docker is read");
                 return;
@@ -663,8 +670,9 @@ impl<L: LoadInputs> Daemon<L> {
         let overrun = reports.contains(&DriftReport::Overrun);
         match foreign {
             Some((process, pid, changes)) => {
-                let what =
-                    format!("`{process}` (pid {pid}) changed table ip6 {TABLE_NAME}: {changes}");
+                let what = format!(
+                    "`{process}` (pid {pid}) changed table ip6 or bridge {TABLE_NAME}: {changes}"
+                );
                 self.restore(&what, Detected::Notification);
             }
             None if overrun => {

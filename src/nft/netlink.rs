@@ -509,6 +509,22 @@ fn add_action(
 
 fn match_exprs(m: &Match, sets: &[SetRef<'_>], family: Family) -> Result<Vec<RawExpr>, NftError> {
     let reg1 = libc::NFT_REG_1 as u32;
+    // In a bridge table nft puts an `ether type ip6` dependency before any IPv6 header match;
+    // only `icmpv6 type` is built with it here, so refuse the rest rather than install rules
+    // `render` would print differently.
+    let ip6_header = matches!(
+        m,
+        Match::HopLimit(_)
+            | Match::SourceIn(_)
+            | Match::DestinationNot(_)
+            | Match::DestinationLocal
+            | Match::Lookup { .. }
+    );
+    if family == Family::Bridge && ip6_header {
+        return Err(NftError::Unexpressible(format!(
+            "{m:?} in a bridge table (only interface, ether type and icmpv6 type matches are built there)"
+        )));
+    }
     Ok(match m {
         Match::InInterface(name) => vec![
             RawExpr::meta(libc::NFT_META_IIFNAME as u32, reg1),

@@ -136,9 +136,13 @@ pub struct Verified {
 pub fn verify(expected: &Ruleset, check: RuleCheck) -> Result<Verified, NftError> {
     // A rule dump filtered by a table that does not exist comes back empty, not ENOENT:
     // check the table itself first.
-    let table = list_tables()?
-        .into_iter()
-        .find(|t| t.family == libc::NFPROTO_IPV6 as u32 && t.name == expected.table);
+    let tables = list_tables()?;
+    let find = |family: i32| {
+        tables
+            .iter()
+            .find(|t| t.family == family as u32 && t.name == expected.table)
+    };
+    let table = find(libc::NFPROTO_IPV6);
     let (Some(table), Some(held)) = (table, read_rules(&expected.table)?) else {
         return Ok(Verified {
             problems: vec![format!("table ip6 {} is missing", expected.table)],
@@ -146,9 +150,16 @@ pub fn verify(expected: &Ruleset, check: RuleCheck) -> Result<Verified, NftError
         });
     };
     let mut problems = Vec::new();
-    let bridge_held = held.keys().any(|chain| chain.starts_with("bridge "));
-    if !expected.bridge_chains.is_empty() && !bridge_held {
-        problems.push(format!("table bridge {} is missing", expected.table));
+    if !expected.bridge_chains.is_empty() {
+        match find(libc::NFPROTO_BRIDGE) {
+            None => problems.push(format!("table bridge {} is missing", expected.table)),
+            Some(bridge) if bridge.dormant => problems.push(format!(
+                "table bridge {} is dormant (`flags dormant`): VLAN-tagged frames and router \
+                 advertisements from containers are not dropped",
+                expected.table
+            )),
+            Some(_) => {}
+        }
     }
     let mut counted_only = None;
     if table.dormant {

@@ -8,8 +8,11 @@
 //!   replies and ICMPv6 echo requests pass. This is what Docker's NAT gives IPv4 by accident and
 //!   IPv6 lacks on routed container addresses.
 //!
-//! Traffic leaving a bridge is not touched (containers keep their outbound IPv6), except from
-//! an internal network, which may not leave its bridge at all.
+//! Traffic leaving a bridge is not touched here (containers keep their outbound IPv6), except
+//! from an internal (or `isolated`) network, which may not leave its bridge at all; its source
+//! address was checked on the prerouting hook (`sources`). A network's gateway mode (Docker
+//! 28's `nat`, `routed`, `nat-unprotected`) decides what reaches it from outside
+//! (`policy::GatewayReach`).
 
 use std::collections::BTreeMap;
 
