@@ -518,8 +518,10 @@ fn containers_cannot_send_with_forged_sources() {
 /// Docker network's prefix. Hole: nothing checks that a packet claiming a Docker network's
 /// address came from that network's bridge. So (1) an outside host can reach a published
 /// port as if it were a container of a Docker network (replies then go to that network, not
-/// to the sender), and (2) the NAT66 masquerade rule for that prefix rewrites a forged packet
-/// the host routes back out into one from the host's own address: the host launders it.
+/// to the sender), (2) the NAT66 masquerade rule for that prefix rewrites a forged packet
+/// the host routes back out into one from the host's own address: the host launders it, and
+/// (3) a socket of the host itself (docker-proxy's, whose `allow_from` is a source check)
+/// takes the forged source at its word.
 #[test]
 fn outside_cannot_forge_docker_sources() {
     let Some(_lock) = system_lock() else { return };
@@ -582,11 +584,42 @@ fn outside_cannot_forge_docker_sources() {
         within_three(|| reflected("fwd-control-reflect", OUTSIDE_ADDR, OUTSIDE_ADDR)),
         "control: the host routes a packet from the outside back to the outside, untouched"
     );
+    // To a UDP socket of the host itself (docker-proxy's ports, whose allow_from is a source
+    // check, are such sockets): whether the host's stack delivers it.
+    let host_socket = std::net::UdpSocket::bind(format!("[{HOST_ADDR}]:18493")).expect("bind");
+    host_socket
+        .set_read_timeout(Some(WINDOW))
+        .expect("read timeout");
+    let to_host = |label: &str, source: &str| {
+        let marker = marker(label);
+        let packet = udp(addr(source), addr(HOST_ADDR), 64, (40000, 18493), &marker);
+        send(
+            &link.ns,
+            &link.ifname,
+            ethernet(link.host_mac, link.mac, &[], &packet),
+        );
+        let mut buffer = [0u8; 512];
+        while let Ok(n) = host_socket.recv(&mut buffer) {
+            if carries(&marker)(&buffer[..n]) {
+                return true;
+            }
+        }
+        false
+    };
+    assert!(
+        within_three(|| to_host("host-control", OUTSIDE_ADDR)),
+        "control: the outside's real address reaches a UDP socket of the host"
+    );
     let mut leaks = Vec::new();
     for (prefix, source) in [
         ("its own network", "fd76:6700:0:98::99"),
         ("another Docker network", "fd76:6700:0:99::99"),
     ] {
+        if to_host("host", source) {
+            leaks.push(format!(
+                "outside, source in {prefix}, reached a socket of the host itself"
+            ));
+        }
         if to_web("fwd-direct", source, &web_v6, 9999) {
             leaks.push(format!(
                 "outside, source in {prefix}, reached the container directly"

@@ -139,6 +139,13 @@ pub fn arrives(
         .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
+/// Send `frame` out of `from_if` in `from`, watching nothing: for receivers that are real
+/// sockets (what the host's own stack delivers, after its firewall) rather than a capture.
+pub fn send(from: &Namespace, from_if: &str, frame: Vec<u8>) {
+    let from_if = from_if.to_string();
+    from.run(move || PacketSocket::open(&from_if).send(&frame));
+}
+
 /// A predicate for [`arrives`]: the frame carries `marker` somewhere.
 pub fn carries(marker: &[u8]) -> impl Fn(&[u8]) -> bool + Send + 'static {
     let marker = marker.to_vec();
