@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod docker;
 pub mod eval;
 pub mod host;
+pub mod listen;
 pub mod ndp;
 pub mod nft;
 pub mod plan;

@@ -326,6 +326,28 @@ pub struct Container {
     /// each child's exposed ports.
     #[serde(default)]
     pub links: Vec<String>,
+    /// `HostConfig.NetworkMode`: `default`, `bridge` or a network's name for a container with
+    /// its own network namespace; `host` for one in the host's (no endpoint on any bridge:
+    /// its ports are the host's, and no v6guard rule stands between them and the outside);
+    /// `container:<id>` for one sharing another container's namespace (its listeners are
+    /// that container's); `none`. Empty when unknown (a snapshot saved before it was read).
+    #[serde(default)]
+    pub network_mode: String,
+}
+
+impl Container {
+    /// Whether the container runs in the host's network namespace (`--network host`).
+    pub fn shares_host_network(&self) -> bool {
+        self.network_mode == "host"
+    }
+
+    /// The ID (or name, as the user gave it) of the container whose network namespace this
+    /// one shares (`--network container:X`), if any.
+    pub fn shares_network_of(&self) -> Option<&str> {
+        self.network_mode
+            .strip_prefix("container:")
+            .filter(|other| !other.is_empty())
+    }
 }
 
 /// A port a container exposes.
@@ -405,6 +427,32 @@ mod tests {
             !container.image_labels_known,
             "unknown image labels fail closed"
         );
+        assert_eq!(container.network_mode, "", "unknown network mode");
+        assert!(!container.shares_host_network());
+        assert_eq!(container.shares_network_of(), None);
+    }
+
+    #[test]
+    fn network_modes_name_shared_namespaces() {
+        let mode = |network_mode: &str| -> Container {
+            serde_json::from_value(serde_json::json!({
+                "id": "c", "name": "web", "endpoints": [], "ports": [],
+                "network_mode": network_mode
+            }))
+            .unwrap()
+        };
+        assert!(mode("host").shares_host_network());
+        assert!(!mode("default").shares_host_network());
+        assert!(
+            !mode("hostile").shares_host_network(),
+            "a network named hostile"
+        );
+        assert_eq!(
+            mode("container:e1c3c0d3").shares_network_of(),
+            Some("e1c3c0d3")
+        );
+        assert_eq!(mode("container:").shares_network_of(), None);
+        assert_eq!(mode("bridge").shares_network_of(), None);
     }
 
     #[test]

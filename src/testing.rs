@@ -53,6 +53,7 @@ pub fn container(name: &str, network_id: &str, ipv6: &str, ports: Vec<PortBindin
         ports,
         exposed: vec![],
         links: vec![],
+        network_mode: "default".to_string(),
     }
 }
 

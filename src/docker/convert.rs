@@ -198,6 +198,11 @@ pub fn container_from_summary(api: &ContainerSummary) -> Option<Container> {
         ports,
         exposed,
         links: Vec::new(),
+        network_mode: api
+            .host_config
+            .as_ref()
+            .and_then(|config| config.network_mode.clone())
+            .unwrap_or_default(),
     })
 }
 
@@ -333,6 +338,48 @@ mod tests {
         assert!(
             !c.image_labels_known,
             "the image is not inspected yet: its labels are unknown"
+        );
+    }
+
+    /// `GET /containers/json` entries from Docker 20.10.24 for `docker run --network host`,
+    /// `--network container:<id>` and `--network none` (trimmed).
+    const SHARED_NAMESPACES_JSON: &str = r#"[
+      {"Id":"824adcb3b88a","Names":["/v6gt-host"],"HostConfig":{"NetworkMode":"host"},
+       "NetworkSettings":{"Networks":{"host":{"NetworkID":"9e9c9f0884e0","EndpointID":"df2603d303aa",
+           "Gateway":"","IPAddress":"","IPPrefixLen":0,"IPv6Gateway":"","GlobalIPv6Address":"",
+           "GlobalIPv6PrefixLen":0,"MacAddress":""}}},"Ports":[]},
+      {"Id":"98c16c0c3bc9","Names":["/v6gt-sidecar"],
+       "HostConfig":{"NetworkMode":"container:e1c3c0d3cb4fda33b343ef8606a947955005bf29327420776dbd462aaf58ddd7"},
+       "NetworkSettings":{"Networks":{}},"Ports":[]},
+      {"Id":"28e59a2c4321","Names":["/v6gt-none"],"HostConfig":{"NetworkMode":"none"},
+       "NetworkSettings":{"Networks":{"none":{"NetworkID":"c147afd38552","IPAddress":"",
+           "GlobalIPv6Address":""}}},"Ports":[]}
+    ]"#;
+
+    #[test]
+    fn containers_in_shared_namespaces_are_kept_with_their_network_mode() {
+        let api: Vec<ContainerSummary> = serde_json::from_str(SHARED_NAMESPACES_JSON).unwrap();
+        let containers: Vec<Container> = api.iter().filter_map(container_from_summary).collect();
+        assert_eq!(containers.len(), 3, "none of them is dropped");
+        let host = &containers[0];
+        assert!(host.shares_host_network());
+        assert_eq!(host.endpoints.len(), 1, "the host network's endpoint");
+        assert_eq!(
+            host.endpoints[0].ipv6, None,
+            "without an address of its own"
+        );
+        let sidecar = &containers[1];
+        assert_eq!(
+            sidecar.shares_network_of(),
+            Some("e1c3c0d3cb4fda33b343ef8606a947955005bf29327420776dbd462aaf58ddd7")
+        );
+        assert!(sidecar.endpoints.is_empty());
+        assert_eq!(containers[2].network_mode, "none");
+        let api: ContainerSummary = serde_json::from_str(CONTAINER_JSON).unwrap();
+        assert_eq!(
+            container_from_summary(&api).unwrap().network_mode,
+            "",
+            "a summary without HostConfig leaves the mode unknown"
         );
     }
 }

@@ -11,8 +11,10 @@ mod convert;
 pub mod events;
 mod images;
 mod links;
+mod pids;
 
 pub use convert::{container_from_summary, network_from_api};
+pub use pids::read_pids;
 
 use std::collections::HashMap;
 

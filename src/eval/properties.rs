@@ -450,6 +450,7 @@ fn build(spec: HostSpec) -> World {
                 ports,
                 exposed: vec![],
                 links: vec![],
+                network_mode: "default".to_string(),
             }
         })
         .collect();
