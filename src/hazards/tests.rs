@@ -33,14 +33,28 @@ fn the_lab_has_one_static_default_route() {
 
 #[test]
 fn routes_learned_from_router_advertisements() {
-    // RTF_UP | RTF_GATEWAY | RTF_DEFAULT | RTF_ADDRCONF | RTF_EXPIRES, as the kernel's
-    // rt6_add_dflt_router sets them.
-    let text = "00000000000000000000000000000000 00 00000000000000000000000000000000 00 fe800000000000000000000000000001 00000400 00000001 00000000 00450003 uplink0\n";
+    // Captured in a network namespace after a router advertisement (lifetime 1800 s, prefix
+    // 2001:db8:77::/64) from fe80::76:1 (tests/hazards.rs): the default route carries
+    // RTF_UP | RTF_GATEWAY | RTF_DEFAULT | RTF_ADDRCONF | RTF_EXPIRES, the prefix route
+    // RTF_ADDRCONF but is no default.
+    let text = "\
+20010db8007700000000000000000000 40 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000001 00000000 004c0001  v6gthz0
+fe800000000000000000000000000000 40 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000001 00000000 00000001  v6gthz0
+00000000000000000000000000000000 00 00000000000000000000000000000000 00 fe800000000000000000000000760001 00000400 00000001 00000000 00450003  v6gthz0
+ff000000000000000000000000000000 08 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000002 00000000 00000001  v6gthz0
+00000000000000000000000000000000 00 00000000000000000000000000000000 00 00000000000000000000000000000000 ffffffff 00000001 00000000 00200200       lo
+";
     let routes = parse_ipv6_route(text).unwrap();
-    assert!(routes[0].is_default() && routes[0].from_ra());
+    let defaults: Vec<&Ipv6Route> = routes.iter().filter(|r| r.is_default()).collect();
+    assert_eq!(defaults.len(), 1);
+    assert!(defaults[0].from_ra());
+    assert_eq!(
+        defaults[0].next_hop,
+        "fe80::76:1".parse::<Ipv6Addr>().unwrap()
+    );
     assert_eq!(
         uplinks(&routes),
-        BTreeMap::from([("uplink0".to_string(), true)])
+        BTreeMap::from([("v6gthz0".to_string(), true)])
     );
 }
 
