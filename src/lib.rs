@@ -9,6 +9,7 @@ pub mod config;
 pub mod daemon;
 pub mod docker;
 pub mod eval;
+pub mod hazards;
 pub mod host;
 pub mod listen;
 pub mod ndp;

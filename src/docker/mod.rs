@@ -4,7 +4,8 @@
 //! `/containers/json`. The container list already carries every container's addresses,
 //! labels and bound ports (`-P` and random host ports included), so no per-container
 //! inspect is needed however many containers run; each distinct image is inspected once
-//! for its labels (`images`), and containers on the default bridge for legacy links. Conversion from the API's types is kept in
+//! for its labels (`images`), and containers on the default bridge for legacy links. The audit alone inspects containers for their init PIDs
+//! (`read_pids`), to read what they listen on. Conversion from the API's types is kept in
 //! pure functions (`convert`) that are tested on JSON captured from Docker 20.10.
 
 mod convert;

@@ -8,7 +8,7 @@ pub mod read;
 pub mod render;
 pub mod rules;
 
-pub use read::{TableId, list_tables};
+pub use read::{ChainId, TableId, list_chains, list_tables};
 
 use std::io;
 

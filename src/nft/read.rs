@@ -110,6 +110,72 @@ unsafe fn table_comment(table: *mut sys::nftnl_table) -> Option<String> {
     None
 }
 
+/// One chain as the kernel lists it. Base chains (attached to a hook) carry their hook,
+/// priority and policy; regular chains (jump targets) carry none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainId {
+    /// `NFPROTO_*`: 2 ip, 10 ip6, 1 inet, 7 bridge, ...
+    pub family: u32,
+    pub table: String,
+    pub name: String,
+    /// `NF_INET_*` hook number (2 = forward) of a base chain.
+    pub hook: Option<u32>,
+    pub priority: Option<i32>,
+    /// `NF_DROP` (0) or `NF_ACCEPT` (1) of a base chain.
+    pub policy: Option<u32>,
+}
+
+/// All chains in the current network namespace, any family: other tools' tables and base
+/// chains decide what v6guard's rules can achieve (a foreign forward chain with policy drop
+/// drops what v6guard accepts), so the audit names them.
+pub fn list_chains() -> Result<Vec<ChainId>, NftError> {
+    let request = dump_request(
+        libc::NFT_MSG_GETCHAIN as u16,
+        libc::NFPROTO_UNSPEC as u16,
+        |_| {},
+    );
+    let mut chains = Vec::new();
+    run_dump(&request, parse_chain, &mut chains)?;
+    Ok(chains)
+}
+
+fn parse_chain(header: &libc::nlmsghdr, chains: &mut Vec<ChainId>) -> libc::c_int {
+    // SAFETY: `header` is a complete NEWCHAIN message from the kernel (mnl validated it);
+    // the nftnl_chain is allocated and freed here, and its strings are copied before.
+    unsafe {
+        let chain = sys::nftnl_chain_alloc();
+        if chain.is_null() {
+            return mnl::mnl_sys::MNL_CB_ERROR;
+        }
+        if sys::nftnl_chain_nlmsg_parse(header as *const _ as *const _, chain) < 0 {
+            sys::nftnl_chain_free(chain);
+            return mnl::mnl_sys::MNL_CB_ERROR;
+        }
+        let text = |attr: u32| {
+            let value = sys::nftnl_chain_get_str(chain, attr as u16);
+            (!value.is_null()).then(|| CStr::from_ptr(value).to_string_lossy().into_owned())
+        };
+        let is_set = |attr: u32| sys::nftnl_chain_is_set(chain, attr as u16);
+        if let (Some(name), Some(table)) =
+            (text(sys::NFTNL_CHAIN_NAME), text(sys::NFTNL_CHAIN_TABLE))
+        {
+            chains.push(ChainId {
+                family: sys::nftnl_chain_get_u32(chain, sys::NFTNL_CHAIN_FAMILY as u16),
+                table,
+                name,
+                hook: is_set(sys::NFTNL_CHAIN_HOOKNUM)
+                    .then(|| sys::nftnl_chain_get_u32(chain, sys::NFTNL_CHAIN_HOOKNUM as u16)),
+                priority: is_set(sys::NFTNL_CHAIN_PRIO)
+                    .then(|| sys::nftnl_chain_get_s32(chain, sys::NFTNL_CHAIN_PRIO as u16)),
+                policy: is_set(sys::NFTNL_CHAIN_POLICY)
+                    .then(|| sys::nftnl_chain_get_u32(chain, sys::NFTNL_CHAIN_POLICY as u16)),
+            });
+        }
+        sys::nftnl_chain_free(chain);
+    }
+    mnl::mnl_sys::MNL_CB_OK
+}
+
 /// How [`verify`] compares rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RuleCheck {
