@@ -1,110 +1,175 @@
-//! The audit matches reality: every port it lists as reachable answers from the outside
-//! namespace, every published port it lists as closed does not, and before `apply` it says
-//! the ruleset is not enforced.
+//! The audit matches reality, port for port: every TCP row's "reachable from outside" is what
+//! a real connection from the outside namespace finds, before any table (every listener,
+//! published or not), after `apply` (published only), in both userland-proxy modes; a UDP
+//! listener, an IPv4-only listener and a `--network host` container are reported as what they
+//! are; a rule edited by hand and a dormant table are "could not evaluate" / "not enforced".
 
 mod common;
 
 use std::time::Duration;
 
 use common::*;
+use serde_json::Value;
 
 const READY: Duration = Duration::from_secs(30);
+/// `v6guard audit` exit codes (see its --help).
+const EXIT_CLEAN: i32 = 0;
+const EXIT_BEYOND_PUBLISHED: i32 = 4;
+const EXIT_COULD_NOT_EVALUATE: i32 = 5;
 
 #[test]
-fn audit_matches_what_the_outside_can_reach() {
+fn audit_matches_reality_proxy_off() {
     let Some(_lock) = system_lock() else { return };
+    let _mode = ProxyMode::set(false);
+    audit_matches_reality();
+}
+
+#[test]
+fn audit_matches_reality_proxy_on() {
+    let Some(_lock) = system_lock() else { return };
+    let _mode = ProxyMode::set(true);
+    audit_matches_reality();
+}
+
+/// `v6guard audit --format json`: its exit code and report.
+fn audit_json(extra: &[&str]) -> (Option<i32>, Value) {
+    let mut args = vec!["audit", "--format", "json"];
+    args.extend(extra);
+    let out = v6guard(&args);
+    let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "audit JSON ({e}): {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code(), report)
+}
+
+/// Our containers' rows.
+fn rows(report: &Value) -> Vec<Value> {
+    report["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .filter(|r| {
+            r["container"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("v6gt-aud-"))
+        })
+        .cloned()
+        .collect()
+}
+
+fn from_outside(row: &Value) -> bool {
+    row["reachable_from"]
+        .as_array()
+        .expect("reachable_from")
+        .iter()
+        .any(|c| c == "outside")
+}
+
+/// Every TCP row's verdict from outside against a real connection; returns the rows.
+fn assert_rows_match_connections(outside: &Outside, report: &Value, when: &str) -> Vec<Value> {
+    let rows = rows(report);
+    for row in rows.iter().filter(|r| r["protocol"] == "tcp") {
+        let address = row["address"].as_str().expect("address");
+        let port = row["port"].as_u64().expect("port") as u16;
+        let listed = from_outside(row);
+        let real = if listed {
+            eventually(READY, || outside.connects(address, port))
+        } else {
+            outside.connects(address, port)
+        };
+        assert_eq!(
+            listed, real,
+            "{when}: [{address}]:{port} listed reachable from outside: {listed}, a real \
+             connection: {real}\n{row:#}"
+        );
+    }
+    rows
+}
+
+fn audit_matches_reality() {
     let _table = TableGuard::clean();
     let outside = Outside::up("v6gt-aud-out");
-    let net = Network::create("v6gt-aud", "fd76:6700:0:7a::/64", &[]);
-    let open = Container::web(
-        "v6gt-aud-open",
+    let net = Network::create(
+        "v6gt-aud",
+        "fd76:6700:0:7a::/64",
+        &["com.docker.network.bridge.enable_icc=false"],
+    );
+    let web = Container::web(
+        "v6gt-aud-web",
         &net.name,
         &["-p", "18380:80", "-p", "127.0.0.1:18381:81"],
     );
-    let denied = Container::web(
-        "v6gt-aud-denied",
+    let udp = Container::run(
+        "v6gt-aud-udp",
         &net.name,
-        &["-p", "18382:80", "--label", "v6guard.deny=80/tcp"],
+        &[],
+        // /bin/nc is OpenBSD netcat; a bare `nc` in busybox sh is its own applet.
+        "exec /bin/nc -6 -u -l 5353",
     );
-    let open_v6 = open.ipv6(&net.name);
-    assert!(eventually(READY, || outside.connects(&open_v6, 80)), "up");
-
-    let before = v6guard(&["audit"]);
-    assert_eq!(before.status.code(), Some(1), "not enforced before apply");
-    let text = String::from_utf8_lossy(&before.stdout);
-    assert!(
-        text.starts_with("v6guard: NOT ENFORCED: table ip6 v6guard is missing"),
-        "{text}"
+    let ipv4 = Container::run(
+        "v6gt-aud-ipv4",
+        &net.name,
+        &[],
+        "httpd -f -p 0.0.0.0:82 -h /www",
     );
+    let host = Container::run("v6gt-aud-host", "host", &[], "sleep 600");
+    let web_v6 = web.ipv6(&net.name);
+    let udp_v6 = udp.ipv6(&net.name);
+    let ipv4_v6 = ipv4.ipv6(&net.name);
+    assert!(eventually(READY, || outside.connects(&web_v6, 81)), "up");
 
-    v6guard_ok(&["apply"]);
-    let report: serde_json::Value =
-        serde_json::from_str(&v6guard_ok(&["audit", "--json"])).expect("audit JSON");
-    assert_eq!(report["enforcement"], "Enforced", "{report:#}");
-
-    let ours = |entry: &&serde_json::Value| {
-        entry["container"]
-            .as_str()
-            .is_some_and(|name| name.starts_with("v6gt-aud-"))
+    // No table: every IPv6 listener is open, published or not (Docker's gap).
+    let (code, before) = audit_json(&[]);
+    assert_eq!(code, Some(EXIT_BEYOND_PUBLISHED), "{before:#}");
+    assert_eq!(before["enforcement"]["state"], "not_enforced");
+    let listed = assert_rows_match_connections(&outside, &before, "before apply");
+    let port_of = |rows: &[Value], address: &str, port: u16| {
+        rows.iter()
+            .find(|r| r["address"] == address && r["port"] == port)
+            .cloned()
     };
-    let reachable: Vec<&serde_json::Value> = report["audit"]["reachable"]
-        .as_array()
-        .expect("reachable list")
-        .iter()
-        .filter(ours)
-        .collect();
-    let closed: Vec<&serde_json::Value> = report["audit"]["closed"]
-        .as_array()
-        .expect("closed list")
-        .iter()
-        .filter(ours)
-        .collect();
-    assert_eq!(reachable.len(), 1, "{report:#}");
-    assert_eq!(
-        closed.len(),
-        2,
-        "81 (127.0.0.1 only) and the denied port: {report:#}"
+    let unpublished = port_of(&listed, &web_v6, 81).expect("the unpublished listener");
+    assert_eq!(unpublished["beyond_published"], true, "{unpublished:#}");
+    let udp_row = port_of(&listed, &udp_v6, 5353).expect("the UDP listener");
+    assert_eq!(udp_row["protocol"], "udp");
+    assert!(from_outside(&udp_row), "{udp_row:#}");
+    assert!(
+        rows(&before)
+            .iter()
+            .all(|r| r["address"] != ipv4_v6.as_str()),
+        "an IPv4-only listener has no IPv6 row:\n{before:#}"
+    );
+    let notes = before["notes"].as_array().expect("notes");
+    assert!(
+        notes.iter().any(|n| n["container"] == host.name.as_str()
+            && n["note"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("host network"))),
+        "{notes:#?}"
     );
 
-    for entry in &reachable {
-        let address = entry["address"].as_str().expect("address");
-        let port = entry["port"].as_u64().expect("port") as u16;
-        assert!(
-            eventually(READY, || outside.connects(address, port)),
-            "listed reachable: [{address}]:{port}"
-        );
-    }
-    // A policy that is not applied yet: the rule count may not change, the plan does.
-    let policies = policy_dir(
-        "audit-policies",
-        &[("10-audit.yaml", "networks:\n  v6gt-aud:\n    icc: false\n")],
-    );
-    let stale = v6guard(&["audit", "--policies-dir", &policies]);
-    assert_eq!(
-        stale.status.code(),
-        Some(1),
-        "a policy not applied yet is not enforced"
-    );
-    let text = String::from_utf8_lossy(&stale.stdout);
-    assert!(text.contains("holds rules from another plan"), "{text}");
-
-    for entry in &closed {
-        let container = entry["container"].as_str().expect("container");
-        let port = entry["port"].as_u64().expect("port") as u16;
-        let address = if container == open.name {
-            open_v6.clone()
-        } else {
-            denied.ipv6(&net.name)
-        };
-        assert!(
-            !outside.connects(&address, port),
-            "listed closed: [{address}]:{port}"
-        );
-    }
-
-    // A rule edited by hand in place: same count, same comment, same table comment, but the
-    // final drop now accepts. The audit says the kernel no longer holds the plan.
+    // Enforced: only what was published.
     v6guard_ok(&["apply"]);
+    let (code, after) = audit_json(&[]);
+    assert_eq!(after["enforcement"]["state"], "enforced", "{after:#}");
+    assert_eq!(code, Some(EXIT_CLEAN), "{after:#}");
+    let listed = assert_rows_match_connections(&outside, &after, "after apply");
+    let published = port_of(&listed, &web_v6, 80).expect("the published port");
+    assert!(from_outside(&published) && published["published"] == true);
+    let udp_row = port_of(&listed, &udp_v6, 5353).expect("the UDP listener");
+    assert!(!from_outside(&udp_row), "{udp_row:#}");
+
+    // The text report says the same, grouped by container.
+    let text = v6guard_ok(&["audit"]);
+    assert!(text.starts_with("v6guard: enforced"), "{text}");
+    assert!(text.contains("\nv6gt-aud-web\n"), "{text}");
+
+    // A rule edited by hand in place: the kernel no longer holds the plan, and the audit does
+    // not guess what it does now.
     let listing = run_ok(
         "nft",
         &["-a", "list", "chain", "ip6", "v6guard", "to-bridge"],
@@ -131,28 +196,27 @@ fn audit_matches_what_the_outside_can_reach() {
             "\"not published\"",
         ],
     );
-    let (address, port) = (&open_v6, 81);
     assert!(
-        eventually(READY, || outside.connects(address, port)),
-        "the edit really opens [{address}]:{port}"
+        eventually(READY, || outside.connects(&web_v6, 81)),
+        "the edit really opens [{web_v6}]:81"
     );
-    let edited = v6guard(&["audit"]);
-    let text = String::from_utf8_lossy(&edited.stdout);
-    let log = String::from_utf8_lossy(&edited.stderr);
-    assert_eq!(edited.status.code(), Some(1), "{text}{log}");
-    assert!(
-        text.contains("chain to-bridge: 1 of its") && text.contains("changed since v6guard"),
-        "{text}{log}"
-    );
+    let (code, edited) = audit_json(&[]);
+    assert_eq!(code, Some(EXIT_COULD_NOT_EVALUATE), "{edited:#}");
+    let reasons = edited["enforcement"]["reasons"].to_string();
+    assert!(reasons.contains("changed since v6guard"), "{reasons}");
 
-    // A dormant table keeps every rule, and no packet sees any of them.
+    // A dormant table keeps every rule and no packet sees any: open, as without a table.
     v6guard_ok(&["apply"]);
     run_ok(
         "nft",
         &["add", "table", "ip6", "v6guard", "{ flags dormant; }"],
     );
-    let dormant = v6guard(&["audit"]);
-    let text = String::from_utf8_lossy(&dormant.stdout);
-    assert_eq!(dormant.status.code(), Some(1), "{text}");
-    assert!(text.contains("is dormant"), "{text}");
+    let (code, dormant) = audit_json(&[]);
+    assert_eq!(code, Some(EXIT_BEYOND_PUBLISHED), "{dormant:#}");
+    assert!(
+        dormant["enforcement"]["reasons"]
+            .to_string()
+            .contains("is dormant")
+    );
+    assert_rows_match_connections(&outside, &dormant, "dormant table");
 }

@@ -40,49 +40,6 @@ pub async fn snapshot(docker: &DockerArgs) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `audit`: what the outside can reach over IPv6, after checking the kernel holds the plan.
-pub async fn audit(read: &ReadArgs, json: bool) -> Result<ExitCode, String> {
-    use v6guard::audit::{self, Enforcement};
-    let (config, inputs) = load_inputs(&read.config)?;
-    let snapshot = load_snapshot(read, &config).await?;
-    let mut report = audit::audit(&snapshot, &inputs);
-    let enforcement = if let Some(reason) = plan::stand_down_reason(&snapshot) {
-        Enforcement::StoodDown(reason.to_string())
-    } else if read.snapshot.is_some() {
-        Enforcement::Unchecked
-    } else {
-        match nft::read::verify(&plan::plan(&snapshot, &inputs), nft::read::RuleCheck::Exact) {
-            Ok(verified) => {
-                if let Some(why) = verified.counted_only {
-                    report.warnings.push(format!(
-                        "rules were only counted, not compared byte for byte ({why}): a rule \
-                         edited in place would go unnoticed"
-                    ));
-                }
-                if verified.problems.is_empty() {
-                    Enforcement::Enforced
-                } else {
-                    Enforcement::NotEnforced(verified.problems)
-                }
-            }
-            Err(error) => Enforcement::NotEnforced(vec![format!(
-                "cannot read the kernel's ruleset ({error})"
-            )]),
-        }
-    };
-    if json {
-        let value = serde_json::json!({ "enforcement": enforcement, "audit": report });
-        let text = serde_json::to_string_pretty(&value).map_err(|e| e.to_string())?;
-        println!("{text}");
-    } else {
-        print!("{}", audit::render_text(&report, &enforcement));
-    }
-    Ok(match enforcement {
-        Enforcement::NotEnforced(_) => ExitCode::FAILURE,
-        _ => ExitCode::SUCCESS,
-    })
-}
-
 /// `cleanup`: remove v6guard's tables and nothing else.
 pub fn cleanup() -> Result<ExitCode, String> {
     let removed = nft::cleanup().map_err(|e| e.to_string())?;

@@ -1,6 +1,7 @@
 //! The `v6guard` command line: arguments (`args`) and one module per group of commands.
 
 mod args;
+mod audit;
 mod check_config;
 mod commands;
 mod daemon;
@@ -54,12 +55,23 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// List the container IPv6 ports the outside world can reach, from where and why, and the
-    /// published ports that stay closed over IPv6; first checks the kernel holds the plan.
+    /// What can really reach each container's IPv6 ports: every listening socket (read from
+    /// the containers themselves) and every published port, per source (outside, other
+    /// networks, the same network, the host), how (directly, DNAT, docker-proxy) and why,
+    /// after checking the kernel holds the plan; plus the host's hazards, each with its fix.
+    ///
+    /// Exit status: 0 nothing reachable from outside beyond what was published; 4 a port is
+    /// reachable from outside although nobody published it; 5 some verdict could not be
+    /// evaluated (v6guard's tables differ from the plan, Docker or another tool manages
+    /// IPv6, sockets unreadable); 1 an error.
+    #[command(verbatim_doc_comment)]
     Audit {
         #[command(flatten)]
         read: ReadArgs,
-        /// Print JSON instead of a table.
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: audit::Format,
+        /// The same as `--format json`.
         #[arg(long)]
         json: bool,
     },
@@ -75,7 +87,10 @@ pub async fn run(command: Command) -> Result<ExitCode, String> {
         Command::Apply { read, force } => commands::apply(&read, force).await,
         Command::Snapshot(docker) => commands::snapshot(&docker).await,
         Command::Cleanup => commands::cleanup(),
-        Command::Audit { read, json } => commands::audit(&read, json).await,
+        Command::Audit { read, format, json } => {
+            let format = if json { audit::Format::Json } else { format };
+            audit::audit(&read, format).await
+        }
         Command::Daemon(args) => daemon::daemon(args).await,
         Command::Status { state_file, json } => daemon::status(&state_file, json),
         Command::CheckConfig(args) => check_config::check_config(args).await,

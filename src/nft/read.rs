@@ -194,6 +194,9 @@ pub struct Verified {
     pub problems: Vec<String>,
     /// Set when the rules were only counted although [`RuleCheck::Exact`] was asked for: why.
     pub counted_only: Option<String>,
+    /// Whether v6guard's ip6 table filters at all: false when it is missing or dormant, so
+    /// nothing of v6guard stands between the outside and the containers.
+    pub filtering: bool,
 }
 
 /// The differences between what the kernel holds in v6guard's table and `expected`: missing
@@ -213,6 +216,7 @@ pub fn verify(expected: &Ruleset, check: RuleCheck) -> Result<Verified, NftError
         return Ok(Verified {
             problems: vec![format!("table ip6 {} is missing", expected.table)],
             counted_only: None,
+            filtering: false,
         });
     };
     let mut problems = Vec::new();
@@ -281,6 +285,7 @@ pub fn verify(expected: &Ruleset, check: RuleCheck) -> Result<Verified, NftError
     Ok(Verified {
         problems,
         counted_only,
+        filtering: !table.dormant,
     })
 }
 

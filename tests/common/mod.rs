@@ -206,6 +206,16 @@ impl Container {
     /// Start a web container on `network` ("bridge" for the default bridge) with extra
     /// `docker run` arguments such as `-p 8080:80`.
     pub fn web(name: &str, network: &str, extra: &[&str]) -> Container {
+        Container::run(
+            name,
+            network,
+            extra,
+            "httpd -p 80 -h /www && httpd -f -p 81 -h /www",
+        )
+    }
+
+    /// Start a lab-image container on `network` running the shell command `command`.
+    pub fn run(name: &str, network: &str, extra: &[&str], command: &str) -> Container {
         let _ = run(DOCKER, &["rm", "-f", name]);
         let mut args = vec!["run", "-d", "--name", name];
         // The default bridge is what `docker run` uses without --network; naming it
@@ -214,12 +224,7 @@ impl Container {
             args.extend(["--network", network]);
         }
         args.extend(extra);
-        args.extend([
-            IMAGE,
-            "sh",
-            "-c",
-            "httpd -p 80 -h /www && httpd -f -p 81 -h /www",
-        ]);
+        args.extend([IMAGE, "sh", "-c", command]);
         docker(&args);
         Container {
             name: name.to_string(),

@@ -1,0 +1,136 @@
+//! `audit`: read what the host holds (the kernel's tables, each container's sockets, the
+//! host's hazards), hand it to the pure `v6guard::audit`, print the report.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use tracing::warn;
+
+use super::args::{ReadArgs, load_inputs};
+use super::commands::load_snapshot;
+use v6guard::audit::{self, Facts, Kernel, Listening};
+use v6guard::config::Config;
+use v6guard::plan::{self, PlanInputs};
+use v6guard::snapshot::Snapshot;
+use v6guard::{docker, hazards, listen, nft};
+
+/// How the report is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+pub async fn audit(read: &ReadArgs, format: Format) -> Result<ExitCode, String> {
+    let (config, inputs) = load_inputs(&read.config)?;
+    let snapshot = load_snapshot(read, &config).await?;
+    let offline = read.snapshot.is_some();
+    let (kernel, warnings) = kernel_state(&snapshot, &inputs, offline);
+    let mut facts = Facts {
+        kernel,
+        listening: BTreeMap::new(),
+        hazards: Vec::new(),
+        warnings,
+    };
+    if !offline {
+        facts.listening = listening(read, &config, &snapshot).await;
+        match hazards::read_host_facts() {
+            Ok(host) => facts.hazards = hazards::hazards(&host, &snapshot),
+            Err(error) => facts
+                .warnings
+                .push(format!("host hazards not checked: {error}")),
+        }
+    }
+    let report = audit::audit(&snapshot, &inputs, &facts);
+    match format {
+        Format::Json => {
+            let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+            println!("{text}");
+        }
+        Format::Table => {
+            let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            print!("{}", audit::render_text(&report, colour));
+        }
+    }
+    Ok(ExitCode::from(report.exit_code()))
+}
+
+/// What the kernel holds, as the audit's verdicts need it, and what weakens that reading.
+fn kernel_state(snapshot: &Snapshot, inputs: &PlanInputs, offline: bool) -> (Kernel, Vec<String>) {
+    if let Some(reason) = plan::stand_down_reason(snapshot) {
+        return (Kernel::StoodDown(reason.to_string()), Vec::new());
+    }
+    if offline {
+        return (Kernel::Unchecked, Vec::new());
+    }
+    let ruleset = plan::plan(snapshot, inputs);
+    let verified = match nft::read::verify(&ruleset, nft::read::RuleCheck::Exact) {
+        Ok(verified) => verified,
+        Err(error) => {
+            let why = format!("cannot read the kernel's ruleset ({error})");
+            return (Kernel::Differs(vec![why]), Vec::new());
+        }
+    };
+    let warnings = verified
+        .counted_only
+        .iter()
+        .map(|why| {
+            format!(
+                "rules were only counted, not compared byte for byte ({why}): a rule edited in \
+                 place would go unnoticed"
+            )
+        })
+        .collect();
+    let kernel = if verified.problems.is_empty() {
+        Kernel::Enforced
+    } else if !verified.filtering {
+        Kernel::Open(verified.problems)
+    } else {
+        Kernel::Differs(verified.problems)
+    };
+    (kernel, warnings)
+}
+
+/// Every container's listeners, read through its init process. A container sharing the
+/// host's or another container's namespace is left out (the audit notes it).
+async fn listening(
+    read: &ReadArgs,
+    config: &Config,
+    snapshot: &Snapshot,
+) -> BTreeMap<String, Listening> {
+    let own: Vec<&v6guard::snapshot::Container> = snapshot
+        .containers
+        .iter()
+        .filter(|c| !c.shares_host_network() && c.shares_network_of().is_none())
+        .collect();
+    let unknown = |why: String| {
+        own.iter()
+            .map(|c| (c.name.clone(), Listening::Unknown(why.clone())))
+            .collect()
+    };
+    let client = match docker::connect(&read.docker.host(config)).await {
+        Ok(client) => client,
+        Err(error) => return unknown(error.to_string()),
+    };
+    let ids: Vec<String> = own.iter().map(|c| c.id.clone()).collect();
+    let pids = match docker::read_pids(&client, &ids).await {
+        Ok(pids) => pids,
+        Err(error) => return unknown(error.to_string()),
+    };
+    own.iter()
+        .map(|c| {
+            let listening = match pids.get(&c.id) {
+                None => Listening::Unknown("not running any more".to_string()),
+                Some(pid) => match listen::read_listeners(*pid) {
+                    Ok(sockets) => Listening::Sockets(sockets),
+                    Err(error) => {
+                        warn!(container = %c.name, %error, "cannot read its sockets");
+                        Listening::Unknown(error.to_string())
+                    }
+                },
+            };
+            (c.name.clone(), listening)
+        })
+        .collect()
+}
