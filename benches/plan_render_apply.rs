@@ -3,7 +3,8 @@
 //! Run with `cargo bench --bench plan_render_apply` (or `scripts/bench.sh`, which also times
 //! the release CLI and `nft -f`). See docs/performance.md for the numbers.
 //!
-//! - `pipeline_1000x10/{parse_snapshot_json,plan,render,build_batch}` need no privileges.
+//! - `pipeline_1000x10/{parse_snapshot_json,plan,render,build_batch,audit}` need no
+//!   privileges.
 //! - `apply_1000x10/*`, `apply_breakdown_1000x10/*` and `apply_scale/*` install rulesets with
 //!   netlink. They need root and run inside a throwaway network namespace (`ip netns add
 //!   v6g-bench-<pid>`, entered with `setns(2)` before any netlink socket is opened), so the
@@ -28,12 +29,14 @@ use std::time::Duration;
 use criterion::{BatchSize, Criterion, SamplingMode, Throughput};
 use serde_json::{Value, json};
 
+use v6guard::audit;
+use v6guard::listen::Listener;
 use v6guard::nft;
 use v6guard::nft::netlink::{Session, build_batch, send_batch};
 use v6guard::nft::render::render_script;
 use v6guard::plan::{PlanInputs, plan};
 use v6guard::ruleset::Ruleset;
-use v6guard::snapshot::{DaemonSettings, Setting, Snapshot};
+use v6guard::snapshot::{DaemonSettings, Protocol, Setting, Snapshot};
 
 /// Published ports per container in every benchmark.
 const PORTS_PER_CONTAINER: usize = 10;
@@ -121,7 +124,38 @@ fn bench_pipeline(c: &mut Criterion, snapshot: &Snapshot) {
     group.bench_function("build_batch", |b| {
         b.iter(|| build_batch(black_box(&ruleset)).expect("build_batch"))
     });
+    // The audit's own work for 1,000 containers (issue 9's goal: under 1 s without --probe):
+    // each container listens on its 10 published ports and one more, enforced.
+    let facts = audit_facts(snapshot);
+    group.bench_function("audit", |b| {
+        b.iter(|| audit::audit(black_box(snapshot), black_box(&inputs), black_box(&facts)))
+    });
     group.finish();
+}
+
+/// Every container listening on `::` on its published container ports and on 9999.
+fn audit_facts(snapshot: &Snapshot) -> audit::Facts {
+    let listening = snapshot
+        .containers
+        .iter()
+        .map(|c| {
+            let ports = c.ports.iter().map(|b| b.container_port).chain([9999]);
+            let sockets = ports
+                .map(|port| Listener {
+                    protocol: Protocol::Tcp,
+                    port,
+                    address: Ipv6Addr::UNSPECIFIED.into(),
+                })
+                .collect();
+            (c.name.clone(), audit::Listening::Sockets(sockets))
+        })
+        .collect();
+    audit::Facts {
+        kernel: audit::Kernel::Enforced,
+        listening,
+        hazards: Vec::new(),
+        warnings: Vec::new(),
+    }
 }
 
 /// The 1000x10 ruleset installed into the throwaway namespace.

@@ -117,7 +117,7 @@ pub struct FilterInputs<'a> {
 /// The filter chains: the base chain on the forward hook, the source check and the
 /// to-bridge chain.
 pub fn chains(inputs: &FilterInputs) -> Vec<Chain> {
-    let mut chains = sources::chains(inputs.snapshot, inputs.guarded).to_vec();
+    let mut chains = sources::chains(inputs.snapshot).to_vec();
     chains.push(forward_chain(inputs));
     chains.push(to_bridge_chain(inputs));
     chains

@@ -17,7 +17,6 @@
 
 use ipnet::Ipv6Net;
 
-use super::Guarded;
 use crate::ruleset::{Action, Chain, Hook, InterfaceName, Match, Rule};
 use crate::snapshot::{Network, Snapshot};
 
@@ -39,23 +38,31 @@ const fn prefix(first: u16, len: u8) -> Ipv6Net {
 }
 
 /// The source-checking chains: the prerouting base chain and the from-container chain.
-pub fn chains(snapshot: &Snapshot, guarded: &Guarded) -> [Chain; 2] {
-    [
-        sources_chain(snapshot, guarded),
-        from_container_chain(snapshot),
-    ]
+pub fn chains(snapshot: &Snapshot) -> [Chain; 2] {
+    [sources_chain(snapshot), from_container_chain(snapshot)]
 }
 
-/// Loopback passes; traffic from a Docker bridge goes through the container check; traffic
-/// from anywhere else must not claim a Docker prefix.
-fn sources_chain(snapshot: &Snapshot, guarded: &Guarded) -> Chain {
+/// Loopback passes; traffic from a known Docker bridge goes through the container check;
+/// traffic from anywhere else must not claim a Docker prefix.
+///
+/// Only bridges of known networks are checked: a bridge v6guard has not seen yet (guarded by
+/// name prefix only, or the skeleton before Docker is read) has no prefix to check against,
+/// and dropping everything its containers send would cut them off from the host too (health
+/// checks, the host's resolver). What enters such a bridge is still closed by the to-bridge
+/// chain (fail-closed), and its sources are checked from the moment it is seen.
+fn sources_chain(snapshot: &Snapshot) -> Chain {
     let mut rules = vec![Rule::new(
         vec![Match::InInterface(InterfaceName::Exact("lo".to_string()))],
         Action::Accept,
     )];
-    rules.extend(guarded.interfaces.iter().map(|name| {
+    let bridges: std::collections::BTreeSet<&str> = snapshot
+        .networks
+        .iter()
+        .map(|n| n.bridge.as_str())
+        .collect();
+    rules.extend(bridges.into_iter().map(|bridge| {
         Rule::new(
-            vec![Match::InInterface(name.clone())],
+            vec![Match::InInterface(InterfaceName::Exact(bridge.to_string()))],
             Action::Jump(FROM_CONTAINER_CHAIN.to_string()),
         )
     }));
@@ -82,9 +89,7 @@ fn sources_chain(snapshot: &Snapshot, guarded: &Guarded) -> Chain {
 
 /// Accepts every source a container may use (which ends only this source check: the
 /// forward and input hooks still decide), drops the rest, so the spoof drops after the jump
-/// see only traffic from elsewhere. A bridge v6guard has not
-/// seen yet (guarded by prefix only) has no prefix here, so nothing its containers send from
-/// a global address passes until it is seen: fail-closed.
+/// see only traffic from elsewhere.
 fn from_container_chain(snapshot: &Snapshot) -> Chain {
     let mut rules: Vec<Rule> = [LINK_LOCAL, UNSPECIFIED]
         .into_iter()
