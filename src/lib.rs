@@ -11,6 +11,7 @@ pub mod docker;
 pub mod eval;
 pub mod hazards;
 pub mod host;
+pub mod iproute;
 pub mod listen;
 pub mod ndp;
 pub mod nft;

@@ -9,7 +9,6 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::io;
 use std::net::Ipv6Addr;
-use std::process::Command;
 
 use tracing::info;
 
@@ -116,21 +115,10 @@ fn parse_entry(line: &str) -> Option<(String, Ipv6Addr)> {
 }
 
 fn ip(args: &[&str]) -> Result<String, NdpError> {
-    let command = format!("ip {}", args.join(" "));
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| NdpError::Command {
-            command: command.clone(),
-            detail: e.to_string(),
-        })?;
-    if !out.status.success() {
-        return Err(NdpError::Command {
-            command,
-            detail: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        });
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    crate::iproute::ip(args).map_err(|e| NdpError::Command {
+        command: e.command,
+        detail: e.detail,
+    })
 }
 
 #[cfg(test)]

@@ -90,6 +90,26 @@ fn assert_rows_match_connections(outside: &Outside, report: &Value, when: &str) 
     rows
 }
 
+/// `audit --probe`: its real connections agree with every verdict, and its namespace is gone.
+fn assert_probe_agrees(when: &str) {
+    let (_, probed) = audit_json(&["--probe"]);
+    let probe = &probed["probe"];
+    assert!(
+        probe["probed"].as_u64().is_some_and(|n| n >= 2),
+        "{when}: probed our rows:\n{probe:#}"
+    );
+    assert_eq!(
+        probe["disagreements"],
+        serde_json::json!([]),
+        "{when}: --probe disagrees:\n{probed:#}"
+    );
+    let namespaces = run_ok("ip", &["netns", "list"]);
+    assert!(
+        !namespaces.contains("v6g-probe-"),
+        "{when}: the probe namespace was removed:\n{namespaces}"
+    );
+}
+
 fn audit_matches_reality() {
     let _table = TableGuard::clean();
     let outside = Outside::up("v6gt-aud-out");
@@ -143,6 +163,7 @@ fn audit_matches_reality() {
             .all(|r| r["address"] != ipv4_v6.as_str()),
         "an IPv4-only listener has no IPv6 row:\n{before:#}"
     );
+    assert_probe_agrees("before apply");
     let notes = before["notes"].as_array().expect("notes");
     assert!(
         notes.iter().any(|n| n["container"] == host.name.as_str()
@@ -162,6 +183,9 @@ fn audit_matches_reality() {
     assert!(from_outside(&published) && published["published"] == true);
     let udp_row = port_of(&listed, &udp_v6, 5353).expect("the UDP listener");
     assert!(!from_outside(&udp_row), "{udp_row:#}");
+
+    // --probe confirms it from a namespace of its own, and leaves nothing behind.
+    assert_probe_agrees("after apply");
 
     // The text report says the same, grouped by container.
     let text = v6guard_ok(&["audit"]);

@@ -12,6 +12,7 @@
 //!
 //! Pure: everything read from the host comes in as [`Facts`].
 
+pub mod probe;
 mod reach;
 mod text;
 
@@ -38,7 +39,7 @@ pub mod exit {
     /// Some listener is reachable from outside although nobody published it.
     pub const BEYOND_PUBLISHED: u8 = 4;
     /// Some verdict could not be evaluated (table differs, Docker manages IPv6, sockets
-    /// unreadable).
+    /// unreadable), or `--probe` disagreed with one.
     pub const COULD_NOT_EVALUATE: u8 = 5;
 }
 
@@ -151,12 +152,18 @@ pub struct Report {
     pub warnings: Vec<String>,
     /// Some verdict could not be evaluated.
     pub could_not_evaluate: bool,
+    /// `--probe`'s real connections, when asked for.
+    pub probe: Option<probe::Probed>,
 }
 
 impl Report {
     /// The exit code: could-not-evaluate wins over an exposure, which wins over clean.
     pub fn exit_code(&self) -> u8 {
-        if self.could_not_evaluate {
+        let disagreed = self
+            .probe
+            .as_ref()
+            .is_some_and(|p| !p.disagreements.is_empty());
+        if self.could_not_evaluate || disagreed {
             exit::COULD_NOT_EVALUATE
         } else if self.rows.iter().any(|r| r.beyond_published) {
             exit::BEYOND_PUBLISHED
@@ -240,6 +247,7 @@ pub fn audit(snapshot: &Snapshot, inputs: &PlanInputs, facts: &Facts) -> Report 
         hazards: facts.hazards.clone(),
         warnings: warnings(snapshot, inputs, facts),
         could_not_evaluate: !judge.evaluates() || unknown_sockets || another_tool,
+        probe: None,
     }
 }
 

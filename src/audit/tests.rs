@@ -197,6 +197,7 @@ fn the_json_contract() {
             "enforcement",
             "hazards",
             "notes",
+            "probe",
             "rows",
             "schema_version",
             "warnings"

@@ -51,6 +51,33 @@ pub fn render_text(report: &Report, colour: bool) -> String {
     if report.rows.is_empty() && report.notes.is_empty() {
         out.push_str("\n(no container listens on or publishes an IPv6 port)\n");
     }
+    if let Some(probe) = &report.probe {
+        let _ = writeln!(
+            out,
+            "\n--probe: {} TCP connections from outside, {} disagreeing with the audit",
+            probe.probed,
+            probe.disagreements.len()
+        );
+        for d in &probe.disagreements {
+            let _ = writeln!(
+                out,
+                "  DISAGREES {} [{}]:{}: the audit says {}, a real connection {}",
+                d.container,
+                d.address,
+                d.port,
+                if d.audit_says_reachable {
+                    "reachable"
+                } else {
+                    "closed"
+                },
+                if d.connection_succeeded {
+                    "succeeded"
+                } else {
+                    "failed"
+                }
+            );
+        }
+    }
     out
 }
 

@@ -22,7 +22,7 @@ pub enum Format {
     Json,
 }
 
-pub async fn audit(read: &ReadArgs, format: Format) -> Result<ExitCode, String> {
+pub async fn audit(read: &ReadArgs, format: Format, probe: bool) -> Result<ExitCode, String> {
     let (config, inputs) = load_inputs(&read.config)?;
     let snapshot = load_snapshot(read, &config).await?;
     let offline = read.snapshot.is_some();
@@ -42,7 +42,14 @@ pub async fn audit(read: &ReadArgs, format: Format) -> Result<ExitCode, String> 
                 .push(format!("host hazards not checked: {error}")),
         }
     }
-    let report = audit::audit(&snapshot, &inputs, &facts);
+    let mut report = audit::audit(&snapshot, &inputs, &facts);
+    if probe {
+        if offline {
+            return Err("--probe tests this host; it cannot go with --snapshot".to_string());
+        }
+        let namespace = audit::probe::ProbeNamespace::create().map_err(|e| e.to_string())?;
+        report.probe = Some(audit::probe::probe(&report, &namespace).map_err(|e| e.to_string())?);
+    }
     match format {
         Format::Json => {
             let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;

@@ -74,6 +74,11 @@ pub enum Command {
         /// The same as `--format json`.
         #[arg(long)]
         json: bool,
+        /// Confirm each TCP verdict from outside with a real connection, from a temporary
+        /// network namespace attached to the host like an outside host (created and removed
+        /// by the audit; needs root and `ip`). Disagreements are listed, exit status 5.
+        #[arg(long)]
+        probe: bool,
     },
     /// Check v6guard.yaml and the policy files, changing nothing: every error with its file,
     /// line, column and key (exit 1), and warnings for names Docker does not know.
@@ -87,9 +92,14 @@ pub async fn run(command: Command) -> Result<ExitCode, String> {
         Command::Apply { read, force } => commands::apply(&read, force).await,
         Command::Snapshot(docker) => commands::snapshot(&docker).await,
         Command::Cleanup => commands::cleanup(),
-        Command::Audit { read, format, json } => {
+        Command::Audit {
+            read,
+            format,
+            json,
+            probe,
+        } => {
             let format = if json { audit::Format::Json } else { format };
-            audit::audit(&read, format).await
+            audit::audit(&read, format, probe).await
         }
         Command::Daemon(args) => daemon::daemon(args).await,
         Command::Status { state_file, json } => daemon::status(&state_file, json),
