@@ -94,7 +94,7 @@ Version: $deb_version
 Architecture: $arch
 Maintainer: $maintainer
 Installed-Size: $installed_size
-Depends: $depends
+Depends: $depends, iproute2
 Recommends: docker.io | docker-ce
 Suggests: nftables
 Section: net

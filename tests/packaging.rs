@@ -197,7 +197,8 @@ fn deb_has_the_control_fields_maintainer_scripts_and_files() {
         "Maintainer `{maintainer}` is not `Name <email>`"
     );
     let depends = package_names(&control_field(deb, "Depends"));
-    for lib in ["libc6", "libmnl0", "libnftnl11"] {
+    // iproute2: the binary runs `ip` for NDP proxy entries and `audit --probe`.
+    for lib in ["libc6", "libmnl0", "libnftnl11", "iproute2"] {
         assert!(
             depends.iter().any(|d| d == lib),
             "Depends {depends:?} lacks {lib}"
