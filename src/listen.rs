@@ -224,15 +224,39 @@ const TABLES: [(&str, Protocol, Family); 4] = [
 /// Every listener in the network namespace of process `pid` (a container's init PID from
 /// [`crate::docker::read_pids`]), sorted, without duplicates (SO_REUSEPORT sockets share an
 /// address and port).
+///
+/// TCP listeners come from sock_diag inside the namespace, asking for LISTEN sockets only:
+/// `/proc/PID/net/tcp` walks the host's whole established-connection hash for every read
+/// (about 1.6 ms a file on the project's machine, whatever the namespace holds), which made
+/// the audit cost 6 ms a container. UDP has no such table and is read from /proc.
 pub fn read_listeners(pid: u32) -> Result<Vec<Listener>, ListenError> {
-    read_listeners_in(&Path::new("/proc").join(pid.to_string()).join("net"))
+    let proc_net = Path::new("/proc").join(pid.to_string()).join("net");
+    let mut listeners = diag::tcp_listeners(pid).map_err(|source| ListenError::Read {
+        path: Path::new("/proc").join(pid.to_string()).join("ns/net"),
+        source,
+    })?;
+    listeners.extend(read_tables(&proc_net, &TABLES[2..])?);
+    listeners.sort();
+    listeners.dedup();
+    Ok(listeners)
 }
 
 /// Every listener in the socket tables under `net` (a `/proc/PID/net` directory). A kernel
 /// without IPv6 has no `tcp6`/`udp6`: nothing listens over IPv6 there, which is no error.
 pub fn read_listeners_in(net: &Path) -> Result<Vec<Listener>, ListenError> {
+    let mut listeners = read_tables(net, &TABLES)?;
+    listeners.sort();
+    listeners.dedup();
+    Ok(listeners)
+}
+
+/// The listeners in some of the socket tables under `net`, unsorted.
+fn read_tables(
+    net: &Path,
+    tables: &[(&str, Protocol, Family)],
+) -> Result<Vec<Listener>, ListenError> {
     let mut listeners = Vec::new();
-    for (file, protocol, family) in TABLES {
+    for &(file, protocol, family) in tables {
         let path = net.join(file);
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,
@@ -249,9 +273,199 @@ pub fn read_listeners_in(net: &Path) -> Result<Vec<Listener>, ListenError> {
             })?;
         listeners.extend(found);
     }
-    listeners.sort();
-    listeners.dedup();
     Ok(listeners)
+}
+
+/// TCP listeners through sock_diag (`NETLINK_SOCK_DIAG`), in another network namespace.
+mod diag {
+    use std::fs::File;
+    use std::io;
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+    use super::Listener;
+    use crate::snapshot::Protocol;
+
+    const NETLINK_SOCK_DIAG: libc::c_int = 4;
+    const SOCK_DIAG_BY_FAMILY: u16 = 20;
+    const TCP_LISTEN: u32 = 10;
+    const NLMSG_HDRLEN: usize = 16;
+    /// `struct inet_diag_req_v2`: family, protocol, ext, pad, states, then the 48-byte sockid.
+    const REQUEST_LEN: usize = 56;
+    /// `struct inet_diag_msg` up to the end of the source address.
+    const MESSAGE_MIN: usize = 4 + 4 + 16;
+
+    /// The TCP sockets in LISTEN in the network namespace of `pid`, asked from a short-lived
+    /// thread that enters it (only that thread moves).
+    pub fn tcp_listeners(pid: u32) -> io::Result<Vec<Listener>> {
+        let netns = File::open(format!("/proc/{pid}/ns/net"))?;
+        std::thread::spawn(move || {
+            // SAFETY: setns on an open namespace file; it moves only this thread, which ends
+            // when the dump is read.
+            if unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let mut all = dump(libc::AF_INET as u8)?;
+            all.extend(dump(libc::AF_INET6 as u8)?);
+            Ok(all)
+        })
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("the sock_diag thread panicked")))
+    }
+
+    /// One dump of TCP LISTEN sockets of `family`.
+    fn dump(family: u8) -> io::Result<Vec<Listener>> {
+        // SAFETY: a plain socket(2) call; the descriptor is owned right away.
+        let fd = unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                NETLINK_SOCK_DIAG,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a fresh descriptor nobody else owns.
+        let socket = unsafe { OwnedFd::from_raw_fd(fd) };
+        let request = request(family);
+        // SAFETY: sending a buffer we own on our socket; the kernel is the default peer.
+        let sent = unsafe {
+            libc::send(
+                socket.as_raw_fd(),
+                request.as_ptr().cast(),
+                request.len(),
+                0,
+            )
+        };
+        if sent < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut listeners = Vec::new();
+        let mut buffer = vec![0u8; 32 * 1024];
+        loop {
+            // SAFETY: receiving into a buffer we own, at most its length.
+            let n = unsafe {
+                libc::recv(
+                    socket.as_raw_fd(),
+                    buffer.as_mut_ptr().cast(),
+                    buffer.len(),
+                    0,
+                )
+            };
+            if n < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            match parse(&buffer[..n as usize], &mut listeners)? {
+                Parsed::More => {}
+                Parsed::Done => return Ok(listeners),
+            }
+        }
+    }
+
+    fn request(family: u8) -> Vec<u8> {
+        let len = (NLMSG_HDRLEN + REQUEST_LEN) as u32;
+        let flags = (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16;
+        let mut out = Vec::with_capacity(len as usize);
+        out.extend_from_slice(&len.to_ne_bytes());
+        out.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+        out.extend_from_slice(&flags.to_ne_bytes());
+        out.extend_from_slice(&1u32.to_ne_bytes()); // sequence
+        out.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel fills it in
+        out.extend_from_slice(&[family, libc::IPPROTO_TCP as u8, 0, 0]);
+        out.extend_from_slice(&(1u32 << TCP_LISTEN).to_ne_bytes());
+        out.resize(len as usize, 0); // the socket id: all zero, match everything
+        out
+    }
+
+    enum Parsed {
+        More,
+        Done,
+    }
+
+    /// The messages in one datagram of the dump.
+    fn parse(mut bytes: &[u8], listeners: &mut Vec<Listener>) -> io::Result<Parsed> {
+        while bytes.len() >= NLMSG_HDRLEN {
+            let len = u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
+            let kind = u16::from_ne_bytes([bytes[4], bytes[5]]);
+            if len < NLMSG_HDRLEN || len > bytes.len() {
+                return Err(io::Error::other("a truncated sock_diag message"));
+            }
+            match i32::from(kind) {
+                libc::NLMSG_DONE => return Ok(Parsed::Done),
+                libc::NLMSG_ERROR => {
+                    let code = bytes
+                        .get(NLMSG_HDRLEN..NLMSG_HDRLEN + 4)
+                        .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+                        .unwrap_or(-libc::EIO);
+                    return Err(io::Error::from_raw_os_error(-code));
+                }
+                _ => {
+                    if let Some(listener) = message(&bytes[NLMSG_HDRLEN..len]) {
+                        listeners.push(listener);
+                    }
+                }
+            }
+            bytes = bytes.get((len + 3) & !3..).unwrap_or_default();
+        }
+        Ok(Parsed::More)
+    }
+
+    /// An `inet_diag_msg`: family, state, timer, retrans, then the socket id (source port
+    /// and destination port in network order, then the source address).
+    fn message(body: &[u8]) -> Option<Listener> {
+        if body.len() < MESSAGE_MIN {
+            return None;
+        }
+        let port = u16::from_be_bytes([body[4], body[5]]);
+        let source = &body[8..24];
+        let address = match i32::from(body[0]) {
+            libc::AF_INET => IpAddr::V4(Ipv4Addr::new(source[0], source[1], source[2], source[3])),
+            libc::AF_INET6 => IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(source).ok()?)),
+            _ => return None,
+        };
+        Some(Listener {
+            protocol: Protocol::Tcp,
+            port,
+            address,
+        })
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        fn header(len: usize, kind: u16) -> Vec<u8> {
+            let mut out = (len as u32).to_ne_bytes().to_vec();
+            out.extend_from_slice(&kind.to_ne_bytes());
+            out.extend_from_slice(&[0u8; 10]);
+            out
+        }
+
+        #[test]
+        fn a_dump_datagram_decodes_and_ends_at_done() {
+            // inet_diag_msg: AF_INET6, LISTEN, timer, retrans; sport 80, dport 0; src ::1.
+            let mut body = vec![libc::AF_INET6 as u8, 10, 0, 0, 0, 80, 0, 0];
+            body.extend_from_slice(&Ipv6Addr::LOCALHOST.octets());
+            body.resize(72, 0);
+            let mut datagram = header(NLMSG_HDRLEN + body.len(), 20);
+            datagram.extend_from_slice(&body);
+            let mut listeners = Vec::new();
+            assert!(matches!(parse(&datagram, &mut listeners), Ok(Parsed::More)));
+            assert_eq!(
+                listeners,
+                vec![Listener {
+                    protocol: Protocol::Tcp,
+                    port: 80,
+                    address: IpAddr::V6(Ipv6Addr::LOCALHOST),
+                }]
+            );
+            let mut done = header(NLMSG_HDRLEN + 4, libc::NLMSG_DONE as u16);
+            done.extend_from_slice(&[0u8; 4]);
+            assert!(matches!(parse(&done, &mut listeners), Ok(Parsed::Done)));
+            assert!(parse(&datagram[..20], &mut listeners).is_err(), "truncated");
+        }
+    }
 }
 
 #[cfg(test)]
