@@ -2,12 +2,13 @@
 //!
 //! A published port only opens something when a process listens behind it; the audit uses
 //! this to tell "reachable and answered" from "reachable but nothing listens", and to find
-//! ports a process listens on over IPv6 although nobody published them. `/proc/PID/net/{tcp,
-//! tcp6,udp,udp6}` list the sockets of PID's network namespace, so one container's init PID
-//! is enough and nothing runs inside the container.
+//! ports a process listens on over IPv6 although nobody published them. One container's init
+//! PID is enough and nothing runs inside the container: TCP listeners come from sock_diag in
+//! its network namespace (LISTEN sockets only; `/proc/PID/net/tcp*` would walk the host's
+//! whole connection table on every read), UDP ones from `/proc/PID/net/{udp,udp6}`.
 //!
-//! The parser ([`parse_proc_net`]) is pure and tested on text captured from the lab;
-//! [`read_listeners`] is the edge that reads the four files.
+//! The parsers ([`parse_proc_net`], the sock_diag one) are pure and tested on captured
+//! bytes; [`read_listeners`] is the edge.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -231,10 +232,15 @@ const TABLES: [(&str, Protocol, Family); 4] = [
 /// the audit cost 6 ms a container. UDP has no such table and is read from /proc.
 pub fn read_listeners(pid: u32) -> Result<Vec<Listener>, ListenError> {
     let proc_net = Path::new("/proc").join(pid.to_string()).join("net");
-    let mut listeners = diag::tcp_listeners(pid).map_err(|source| ListenError::Read {
-        path: Path::new("/proc").join(pid.to_string()).join("ns/net"),
-        source,
-    })?;
+    let mut listeners = match diag::tcp_listeners(pid) {
+        Ok(tcp) => tcp,
+        // sock_diag unavailable (no inet_diag module, a seccomp filter): /proc still works,
+        // only slower.
+        Err(error) => {
+            tracing::debug!(pid, %error, "sock_diag failed; reading /proc/PID/net/tcp*");
+            read_tables(&proc_net, &TABLES[..2])?
+        }
+    };
     listeners.extend(read_tables(&proc_net, &TABLES[2..])?);
     listeners.sort();
     listeners.dedup();
@@ -261,7 +267,7 @@ fn read_tables(
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,
             Err(error) if error.kind() == io::ErrorKind::NotFound && family == Family::Ipv6 => {
-                // `tcp` was there (it is read first), so the process is alive: no IPv6.
+                // The IPv4 table of the pair was there (it is read first): no IPv6 in this kernel.
                 continue;
             }
             Err(source) => return Err(ListenError::Read { path, source }),
@@ -289,6 +295,8 @@ mod diag {
     const NETLINK_SOCK_DIAG: libc::c_int = 4;
     const SOCK_DIAG_BY_FAMILY: u16 = 20;
     const TCP_LISTEN: u32 = 10;
+    /// `NLM_F_DUMP_INTR`: the dump was interrupted by a change and may be inconsistent.
+    const NLM_F_DUMP_INTR: u16 = 0x10;
     const NLMSG_HDRLEN: usize = 16;
     /// `struct inet_diag_req_v2`: family, protocol, ext, pad, states, then the 48-byte sockid.
     const REQUEST_LEN: usize = 56;
@@ -354,7 +362,11 @@ mod diag {
                 )
             };
             if n < 0 {
-                return Err(io::Error::last_os_error());
+                let error = io::Error::last_os_error();
+                if error.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(error);
             }
             match parse(&buffer[..n as usize], &mut listeners)? {
                 Parsed::More => {}
@@ -388,8 +400,14 @@ mod diag {
         while bytes.len() >= NLMSG_HDRLEN {
             let len = u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
             let kind = u16::from_ne_bytes([bytes[4], bytes[5]]);
+            let flags = u16::from_ne_bytes([bytes[6], bytes[7]]);
             if len < NLMSG_HDRLEN || len > bytes.len() {
                 return Err(io::Error::other("a truncated sock_diag message"));
+            }
+            if flags & NLM_F_DUMP_INTR != 0 {
+                // Sockets changed during the dump: its answer may miss one. Say so rather
+                // than report a partial list.
+                return Err(io::Error::other("the socket list changed during the dump"));
             }
             match i32::from(kind) {
                 libc::NLMSG_DONE => return Ok(Parsed::Done),
@@ -397,14 +415,17 @@ mod diag {
                     let code = bytes
                         .get(NLMSG_HDRLEN..NLMSG_HDRLEN + 4)
                         .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
-                        .unwrap_or(-libc::EIO);
-                    return Err(io::Error::from_raw_os_error(-code));
+                        .and_then(i32::checked_neg)
+                        .filter(|code| *code > 0)
+                        .unwrap_or(libc::EIO);
+                    return Err(io::Error::from_raw_os_error(code));
                 }
-                _ => {
+                _ if kind == SOCK_DIAG_BY_FAMILY => {
                     if let Some(listener) = message(&bytes[NLMSG_HDRLEN..len]) {
                         listeners.push(listener);
                     }
                 }
+                _ => {}
             }
             bytes = bytes.get((len + 3) & !3..).unwrap_or_default();
         }

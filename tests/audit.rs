@@ -69,13 +69,14 @@ fn from_outside(row: &Value) -> bool {
         .any(|c| c == "outside")
 }
 
-/// Every TCP row's verdict from outside against a real connection; returns the rows.
+/// Every TCP row's verdict on the container's own address from outside against a real
+/// connection to it; returns the rows.
 fn assert_rows_match_connections(outside: &Outside, report: &Value, when: &str) -> Vec<Value> {
     let rows = rows(report);
     for row in rows.iter().filter(|r| r["protocol"] == "tcp") {
         let address = row["address"].as_str().expect("address");
         let port = row["port"].as_u64().expect("port") as u16;
-        let listed = from_outside(row);
+        let listed = row["direct_from_outside"] == true;
         let real = if listed {
             eventually(READY, || outside.connects(address, port))
         } else {
@@ -137,6 +138,13 @@ fn audit_matches_reality() {
         "httpd -f -p 0.0.0.0:82 -h /www",
     );
     let host = Container::run("v6gt-aud-host", "host", &[], "sleep 600");
+    // Published on one host address only: reachable through it, never on its own address.
+    let bound = Container::web(
+        "v6gt-aud-bound",
+        &net.name,
+        &["-p", &format!("[{HOST_ADDR}]:18383:80")],
+    );
+    let bound_v6 = bound.ipv6(&net.name);
     let web_v6 = web.ipv6(&net.name);
     let udp_v6 = udp.ipv6(&net.name);
     let ipv4_v6 = ipv4.ipv6(&net.name);
@@ -183,6 +191,21 @@ fn audit_matches_reality() {
     assert!(from_outside(&published) && published["published"] == true);
     let udp_row = port_of(&listed, &udp_v6, 5353).expect("the UDP listener");
     assert!(!from_outside(&udp_row), "{udp_row:#}");
+    let only_through_host = port_of(&listed, &bound_v6, 80).expect("the host-address binding");
+    assert!(
+        from_outside(&only_through_host) && only_through_host["direct_from_outside"] == false,
+        "{only_through_host:#}"
+    );
+    assert!(
+        only_through_host["via"]
+            .to_string()
+            .contains(&format!("[{HOST_ADDR}]:18383")),
+        "{only_through_host:#}"
+    );
+    assert!(
+        eventually(READY, || outside.connects(HOST_ADDR, 18383)),
+        "and a real connection through the host address gets there"
+    );
 
     // --probe confirms it from a namespace of its own, and leaves nothing behind.
     assert_probe_agrees("after apply");

@@ -119,6 +119,9 @@ pub struct Row {
     pub reachable_from: Vec<SourceClass>,
     /// Outside sources are limited to these prefixes (policy `allow_from`); `null`: any.
     pub outside_sources: Option<Vec<Ipv6Net>>,
+    /// Reachable from outside on the container's own address, not only through a host port
+    /// (what `--probe` connects to).
+    pub direct_from_outside: bool,
     pub via: Vec<Via>,
     /// Docker publishes it over IPv6, or a policy `expose` opens it.
     pub published: bool,
@@ -181,6 +184,7 @@ pub fn audit(snapshot: &Snapshot, inputs: &PlanInputs, facts: &Facts) -> Report 
     let opened = opened_ports(snapshot, &resolved);
     let mut rows = Vec::new();
     let mut notes = Vec::new();
+    let mut unknown_sockets = false;
     for container in &snapshot.containers {
         if let Some(note) = shared_namespace(container) {
             notes.push(note);
@@ -188,6 +192,8 @@ pub fn audit(snapshot: &Snapshot, inputs: &PlanInputs, facts: &Facts) -> Report 
         }
         let listening = facts.listening.get(&container.name);
         if let Some(Listening::Unknown(why)) = listening {
+            // Only a container with IPv6 addresses has listeners the rows would miss.
+            unknown_sockets |= addresses(snapshot, container).next().is_some();
             notes.push(Note {
                 container: container.name.clone(),
                 note: format!("sockets not read: {why}"),
@@ -218,6 +224,7 @@ pub fn audit(snapshot: &Snapshot, inputs: &PlanInputs, facts: &Facts) -> Report 
                     why: why(open_why.map(|(_, w)| w.as_str()), &verdict, listens),
                     reachable_from: verdict.reachable_from,
                     outside_sources: verdict.outside_sources,
+                    direct_from_outside: verdict.outside_direct,
                     via: verdict.via,
                     published,
                     beyond_published,
@@ -225,20 +232,16 @@ pub fn audit(snapshot: &Snapshot, inputs: &PlanInputs, facts: &Facts) -> Report 
             }
         }
     }
-    // Another tool's rules on the IPv6 forward path decide too, in ways the plan cannot tell.
+    // Docker's own IPv6 firewalling (or docker-ipv6nat's) translates and accepts in ways the
+    // plan does not model: no verdict is trusted. Another tool's forward chain can only drop
+    // more (nftables' drop is final, its accept is not): "closed" stays true, "reachable" is
+    // an upper bound, which the warnings say.
     let another_tool = facts.hazards.iter().any(|h| {
         matches!(
             h.kind,
-            HazardKind::DockerIp6tables
-                | HazardKind::LegacyIp6tables
-                | HazardKind::DockerNftables
-                | HazardKind::ForeignForwardChain
+            HazardKind::DockerIp6tables | HazardKind::LegacyIp6tables | HazardKind::DockerNftables
         )
     });
-    let unknown_sockets = facts
-        .listening
-        .values()
-        .any(|l| matches!(l, Listening::Unknown(_)));
     Report {
         schema_version: SCHEMA_VERSION,
         enforcement: enforcement(&facts.kernel),
@@ -359,6 +362,17 @@ fn why(opened: Option<&str>, verdict: &reach::Verdict, listens: Option<bool>) ->
 fn warnings(snapshot: &Snapshot, inputs: &PlanInputs, facts: &Facts) -> Vec<String> {
     let resolved = plan::resolve(snapshot, inputs);
     let mut out = facts.warnings.clone();
+    if facts
+        .hazards
+        .iter()
+        .any(|h| h.kind == HazardKind::ForeignForwardChain)
+    {
+        out.push(
+            "another tool has a base chain on the IPv6 forward hook (see the hazards): what \
+             the rows call reachable may be dropped there; what they call closed is closed"
+                .to_string(),
+        );
+    }
     out.extend(
         snapshot
             .networks

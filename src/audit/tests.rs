@@ -116,12 +116,27 @@ fn a_table_that_differs_is_not_guessed_at() {
 fn another_tool_on_the_forward_path_means_no_verdict_is_trusted() {
     let mut with_hazard = facts(Kernel::Enforced);
     with_hazard.hazards.push(crate::hazards::Hazard {
-        kind: HazardKind::ForeignForwardChain,
-        message: "ip6 filter FORWARD policy drop".into(),
-        fix: "remove it".into(),
+        kind: HazardKind::DockerIp6tables,
+        message: "ip6 filter has DOCKER chains".into(),
+        fix: "remove them".into(),
     });
     let report = audit(&lab_snapshot(), &PlanInputs::default(), &with_hazard);
     assert_eq!(report.exit_code(), exit::COULD_NOT_EVALUATE);
+    // Another tool's plain forward chain can only drop more: verdicts stand, with a warning.
+    let mut foreign = facts(Kernel::Enforced);
+    foreign.hazards.push(crate::hazards::Hazard {
+        kind: HazardKind::ForeignForwardChain,
+        message: "inet filter forward, policy accept".into(),
+        fix: "-".into(),
+    });
+    let report = audit(&lab_snapshot(), &PlanInputs::default(), &foreign);
+    assert_eq!(report.exit_code(), exit::CLEAN);
+    assert!(
+        report
+            .warnings
+            .iter()
+            .any(|w| w.contains("upper") || w.contains("may be dropped"))
+    );
 }
 
 #[test]
@@ -217,6 +232,7 @@ fn the_json_contract() {
             "address",
             "beyond_published",
             "container",
+            "direct_from_outside",
             "listening",
             "network",
             "outside_sources",

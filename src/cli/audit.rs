@@ -9,6 +9,7 @@ use tracing::warn;
 
 use super::args::{ReadArgs, load_inputs};
 use super::commands::load_snapshot;
+use super::probe::ProbeNamespace;
 use v6guard::audit::{self, Facts, Kernel, Listening};
 use v6guard::config::Config;
 use v6guard::plan::{self, PlanInputs};
@@ -23,9 +24,12 @@ pub enum Format {
 }
 
 pub async fn audit(read: &ReadArgs, format: Format, probe: bool) -> Result<ExitCode, String> {
+    let offline = read.snapshot.is_some();
+    if probe && offline {
+        return Err("--probe tests this host; it cannot go with --snapshot".to_string());
+    }
     let (config, inputs) = load_inputs(&read.config)?;
     let snapshot = load_snapshot(read, &config).await?;
-    let offline = read.snapshot.is_some();
     let (kernel, warnings) = kernel_state(&snapshot, &inputs, offline);
     let mut facts = Facts {
         kernel,
@@ -44,11 +48,10 @@ pub async fn audit(read: &ReadArgs, format: Format, probe: bool) -> Result<ExitC
     }
     let mut report = audit::audit(&snapshot, &inputs, &facts);
     if probe {
-        if offline {
-            return Err("--probe tests this host; it cannot go with --snapshot".to_string());
-        }
-        let namespace = audit::probe::ProbeNamespace::create().map_err(|e| e.to_string())?;
-        report.probe = Some(audit::probe::probe(&report, &namespace).map_err(|e| e.to_string())?);
+        let namespace = ProbeNamespace::create().map_err(|e| e.to_string())?;
+        let probed =
+            audit::probe::probe(&report, |address, port| namespace.connects(address, port));
+        report.probe = Some(probed.map_err(|e| e.to_string())?);
     }
     match format {
         Format::Json => {
@@ -126,18 +129,17 @@ async fn listening(
         Err(error) => return unknown(error.to_string()),
     };
     own.iter()
-        .map(|c| {
-            let listening = match pids.get(&c.id) {
-                None => Listening::Unknown("not running any more".to_string()),
-                Some(pid) => match listen::read_listeners(*pid) {
-                    Ok(sockets) => Listening::Sockets(sockets),
-                    Err(error) => {
-                        warn!(container = %c.name, %error, "cannot read its sockets");
-                        Listening::Unknown(error.to_string())
-                    }
-                },
+        .filter_map(|c| {
+            // A container that stopped since the list has no sockets to read: no entry.
+            let pid = pids.get(&c.id)?;
+            let listening = match listen::read_listeners(*pid) {
+                Ok(sockets) => Listening::Sockets(sockets),
+                Err(error) => {
+                    warn!(container = %c.name, %error, "cannot read its sockets");
+                    Listening::Unknown(error.to_string())
+                }
             };
-            (c.name.clone(), listening)
+            Some((c.name.clone(), listening))
         })
         .collect()
 }

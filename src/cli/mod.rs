@@ -5,6 +5,7 @@ mod audit;
 mod check_config;
 mod commands;
 mod daemon;
+mod probe;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -221,7 +221,7 @@ impl<L: LoadInputs> Daemon<L> {
                 .all(|family| {
                     tables
                         .iter()
-                        .any(|t| t.family == *family as u32 && t.name == TABLE_NAME)
+                        .any(|t| t.family == *family as u32 && t.name == TABLE_NAME && !t.dormant)
                 }),
             Err(error) => {
                 error!(%error, "cannot list nftables tables, so no skeleton ruleset; nothing guards Docker's bridges until Docker is read");
