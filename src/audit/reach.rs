@@ -88,24 +88,6 @@ impl<'a> Judge<'a> {
         protocol: Protocol,
         port: u16,
     ) -> Verdict {
-        match self.kernel {
-            Kernel::Enforced | Kernel::Unchecked => {
-                self.evaluate(container, network, address, protocol, port)
-            }
-            Kernel::Open(_) => open(),
-            Kernel::Differs(_) => not_evaluated("v6guard's tables differ from the plan"),
-            Kernel::StoodDown(_) => not_evaluated("Docker manages IPv6 itself"),
-        }
-    }
-
-    fn evaluate(
-        &self,
-        container: &Container,
-        network: &Network,
-        address: Ipv6Addr,
-        protocol: Protocol,
-        port: u16,
-    ) -> Verdict {
         let target = Target {
             container,
             network,
@@ -113,18 +95,26 @@ impl<'a> Judge<'a> {
             protocol,
             port,
         };
+        match self.kernel {
+            Kernel::Enforced | Kernel::Unchecked => self.evaluate(&target),
+            Kernel::Open(_) => open(),
+            Kernel::Differs(_) => not_evaluated("v6guard's tables differ from the plan"),
+            Kernel::StoodDown(_) => not_evaluated("Docker manages IPv6 itself"),
+        }
+    }
+
+    /// Evaluate the plan for every source class and path.
+    fn evaluate(&self, target: &Target) -> Verdict {
         let mut found = Found::default();
         // The host reaches its containers directly: v6guard never filters its own output.
         found.reach(SourceClass::Host, None);
-        let (outside_direct, because) = self.outside_direct(&target, &mut found);
-        for binding in container
-            .ports
-            .iter()
-            .filter(|b| b.protocol == protocol && b.container_port == port && b.exposes_ipv6())
-        {
-            self.through_host_port(&target, binding, &mut found);
+        let (outside_direct, because) = self.outside_direct(target, &mut found);
+        for binding in target.container.ports.iter().filter(|b| {
+            b.protocol == target.protocol && b.container_port == target.port && b.exposes_ipv6()
+        }) {
+            self.through_host_port(target, binding, &mut found);
         }
-        self.neighbours_direct(&target, &mut found);
+        self.neighbours_direct(target, &mut found);
         let because = match (
             outside_direct,
             found.classes.contains(&SourceClass::Outside),
