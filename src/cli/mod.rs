@@ -63,8 +63,8 @@ pub enum Command {
     ///
     /// Exit status: 0 nothing reachable from outside beyond what was published; 4 a port is
     /// reachable from outside although nobody published it; 5 some verdict could not be
-    /// evaluated (v6guard's tables differ from the plan, Docker or another tool manages
-    /// IPv6, sockets unreadable); 1 an error.
+    /// evaluated (v6guard's tables differ from the plan, Docker manages IPv6, sockets
+    /// unreadable) or `--probe` disagreed with one; 1 an error.
     #[command(verbatim_doc_comment)]
     Audit {
         #[command(flatten)]
