@@ -25,18 +25,19 @@ pub struct Probed {
     pub disagreements: Vec<Disagreement>,
 }
 
-/// Connect to every TCP row that has a listener with `connect` (from an outside host in no
-/// `allow_from` prefix) and compare with the row's verdict on the container's own address.
+/// Connect to every TCP row that has a listener with `connect_all` (from an outside host in
+/// no `allow_from` prefix; one result per target, in order) and compare with the row's
+/// verdict on the container's own address.
 pub fn probe<E>(
     report: &Report,
-    mut connect: impl FnMut(Ipv6Addr, u16) -> Result<bool, E>,
+    connect_all: impl FnOnce(&[(Ipv6Addr, u16)]) -> Result<Vec<bool>, E>,
 ) -> Result<Probed, E> {
-    let mut probed = 0;
+    let rows: Vec<&Row> = report.rows.iter().filter(|r| testable(r)).collect();
+    let targets: Vec<(Ipv6Addr, u16)> = rows.iter().map(|r| (r.address, r.port)).collect();
+    let results = connect_all(&targets)?;
     let mut disagreements = Vec::new();
-    for row in report.rows.iter().filter(|r| testable(r)) {
-        probed += 1;
+    for (row, connected) in rows.iter().zip(results) {
         let expected = open_to_anyone_outside(row);
-        let connected = connect(row.address, row.port)?;
         if expected != connected {
             disagreements.push(Disagreement {
                 container: row.container.clone(),
@@ -48,7 +49,7 @@ pub fn probe<E>(
         }
     }
     Ok(Probed {
-        probed,
+        probed: rows.len(),
         disagreements,
     })
 }

@@ -16,6 +16,8 @@ const PREFIX: &str = "2001:db8:ffff:ffff::/64";
 const HOST_SIDE: &str = "2001:db8:ffff:ffff::1";
 const PROBE_SIDE: &str = "2001:db8:ffff:ffff::2";
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(1500);
+/// Threads connecting at once.
+const PROBERS: usize = 64;
 
 /// What went wrong setting up or removing the probe namespace.
 #[derive(Debug, thiserror::Error)]
@@ -85,20 +87,45 @@ impl ProbeNamespace {
         Ok(probe)
     }
 
-    /// Whether a TCP connection from the namespace to `[address]:port` succeeds.
-    pub fn connects(&self, address: Ipv6Addr, port: u16) -> Result<bool, ProbeError> {
+    /// Whether a TCP connection from the namespace succeeds, for each target, in order. A
+    /// dropped connection waits out its timeout, so [`PROBERS`] threads connect side by side
+    /// (1,000 closed ports: about 25 s rather than 25 minutes).
+    pub fn connect_all(&self, targets: &[(Ipv6Addr, u16)]) -> Result<Vec<bool>, ProbeError> {
         let path = format!("/run/netns/{}", self.name);
-        let netns = std::fs::File::open(&path).map_err(ProbeError::Enter)?;
-        let target = SocketAddr::from((address, port));
-        std::thread::spawn(move || {
-            // SAFETY: setns on an open namespace file moves only this short-lived thread.
-            if unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                return Err(ProbeError::Enter(std::io::Error::last_os_error()));
+        let chunk = targets.len().div_ceil(PROBERS).max(1);
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = targets
+                .chunks(chunk)
+                .map(|part| {
+                    let netns = std::fs::File::open(&path).map_err(ProbeError::Enter);
+                    scope.spawn(move || -> Result<Vec<bool>, ProbeError> {
+                        let netns = netns?;
+                        // SAFETY: setns on an open namespace file moves only this thread,
+                        // which ends when its part is probed.
+                        if unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                            return Err(ProbeError::Enter(std::io::Error::last_os_error()));
+                        }
+                        Ok(part
+                            .iter()
+                            .map(|(address, port)| {
+                                let target = SocketAddr::from((*address, *port));
+                                TcpStream::connect_timeout(&target, CONNECT_TIMEOUT).is_ok()
+                            })
+                            .collect())
+                    })
+                })
+                .collect();
+            let mut results = Vec::with_capacity(targets.len());
+            for worker in workers {
+                let part = worker.join().unwrap_or_else(|_| {
+                    Err(ProbeError::Enter(std::io::Error::other(
+                        "a probe thread panicked",
+                    )))
+                })?;
+                results.extend(part);
             }
-            Ok(TcpStream::connect_timeout(&target, CONNECT_TIMEOUT).is_ok())
+            Ok(results)
         })
-        .join()
-        .unwrap_or_else(|_| Err(ProbeError::Enter(std::io::Error::other("probe thread"))))
     }
 }
 
