@@ -54,8 +54,10 @@ pub fn probe<E>(
     })
 }
 
+/// A TCP row with a listener and a verdict (a row the audit could not evaluate has no
+/// source class at all, not even the host, and nothing to compare with).
 fn testable(row: &Row) -> bool {
-    row.protocol == Protocol::Tcp && row.listening == Some(true)
+    row.protocol == Protocol::Tcp && row.listening == Some(true) && !row.reachable_from.is_empty()
 }
 
 /// What a connection from the probe (an outside host in no `allow_from` prefix) to the
