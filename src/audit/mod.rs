@@ -180,7 +180,7 @@ impl Report {
 pub fn audit(snapshot: &Snapshot, inputs: &PlanInputs, facts: &Facts) -> Report {
     let resolved = plan::resolve(snapshot, inputs);
     let ruleset = plan::plan(snapshot, inputs);
-    let judge = reach::Judge::new(snapshot, inputs, &ruleset, &facts.kernel);
+    let judge = reach::Judge::new(snapshot, &resolved, &ruleset, &facts.kernel);
     let opened = opened_ports(snapshot, &resolved);
     let mut rows = Vec::new();
     let mut notes = Vec::new();
@@ -248,7 +248,7 @@ pub fn audit(snapshot: &Snapshot, inputs: &PlanInputs, facts: &Facts) -> Report 
         rows,
         notes,
         hazards: facts.hazards.clone(),
-        warnings: warnings(snapshot, inputs, facts),
+        warnings: warnings(snapshot, &resolved, facts),
         could_not_evaluate: !judge.evaluates() || unknown_sockets || another_tool,
         probe: None,
     }
@@ -359,8 +359,7 @@ fn why(opened: Option<&str>, verdict: &reach::Verdict, listens: Option<bool>) ->
 
 /// The facts' warnings, and gateway modes no row can describe: a nat-unprotected network
 /// opens every port of its containers' addresses, listening now or later.
-fn warnings(snapshot: &Snapshot, inputs: &PlanInputs, facts: &Facts) -> Vec<String> {
-    let resolved = plan::resolve(snapshot, inputs);
+fn warnings(snapshot: &Snapshot, resolved: &plan::Resolved, facts: &Facts) -> Vec<String> {
     let mut out = facts.warnings.clone();
     if facts
         .hazards

@@ -8,7 +8,7 @@ use ipnet::Ipv6Net;
 
 use super::{Kernel, SourceClass, Via};
 use crate::eval::{Inbound, L4, Packet, forward_verdict, inbound};
-use crate::plan::{self, PlanInputs};
+use crate::plan;
 use crate::ruleset::Ruleset;
 use crate::snapshot::{Container, Network, PortBinding, Protocol, Snapshot};
 
@@ -42,7 +42,7 @@ pub struct Verdict {
 pub struct Judge<'a> {
     snapshot: &'a Snapshot,
     ruleset: &'a Ruleset,
-    resolved: plan::Resolved,
+    resolved: &'a plan::Resolved,
     kernel: &'a Kernel,
     outside: Ipv6Addr,
     host: Ipv6Addr,
@@ -51,7 +51,7 @@ pub struct Judge<'a> {
 impl<'a> Judge<'a> {
     pub fn new(
         snapshot: &'a Snapshot,
-        inputs: &PlanInputs,
+        resolved: &'a plan::Resolved,
         ruleset: &'a Ruleset,
         kernel: &'a Kernel,
     ) -> Self {
@@ -64,7 +64,7 @@ impl<'a> Judge<'a> {
         Judge {
             snapshot,
             ruleset,
-            resolved: plan::resolve(snapshot, inputs),
+            resolved,
             kernel,
             outside: unused(OUTSIDE_CANDIDATES),
             host: unused(HOST_CANDIDATES),
