@@ -13,6 +13,7 @@ pub mod hazards;
 pub mod host;
 pub mod iproute;
 pub mod listen;
+pub mod logging;
 pub mod ndp;
 pub mod nft;
 pub mod plan;

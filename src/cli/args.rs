@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use super::exit::Failure;
 use v6guard::config::{self, Config};
 use v6guard::plan::{PlanInputs, PlanOptions};
 
@@ -17,6 +18,65 @@ pub struct DockerArgs {
     /// /etc/docker/daemon.json. Flags on dockerd's command line win over it, as in dockerd.
     #[arg(long, value_name = "PATH")]
     pub daemon_json: Option<PathBuf>,
+}
+
+/// How a report is printed (`--format`, Docker's word). JSON output carries `schema_version`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+impl Format {
+    /// `--json` is kept as an alias of `--format json`.
+    pub fn or_json(format: Format, json: bool) -> Format {
+        if json { Format::Json } else { format }
+    }
+}
+
+/// The version of every JSON document v6guard prints (render, status, check-config; audit
+/// has its own in its report). Raised when a field changes meaning or goes away; adding a
+/// field does not raise it.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// How `render` prints the ruleset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RenderFormat {
+    /// The nft script `apply` performs (`nft -f` loads it).
+    Nft,
+    /// The planned ruleset as data.
+    Json,
+}
+
+impl RenderFormat {
+    /// `--json` is kept as an alias of `--format json`.
+    pub fn from_flags(format: RenderFormat, json: bool) -> RenderFormat {
+        if json { RenderFormat::Json } else { format }
+    }
+}
+
+#[derive(Args)]
+pub struct RenderArgs {
+    #[command(flatten)]
+    pub read: ReadArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "nft")]
+    pub format: RenderFormat,
+    /// The same as `--format json`.
+    #[arg(long, conflicts_with = "diff")]
+    pub json: bool,
+    /// Print only what apply would change in the live tables (nft commands), reading the
+    /// kernel (needs root). Exit 0 whether or not anything would change.
+    #[arg(long)]
+    pub diff: bool,
+}
+
+#[derive(Args)]
+pub struct SnapshotArgs {
+    #[command(flatten)]
+    pub docker: DockerArgs,
+    #[command(flatten)]
+    pub config: ConfigArgs,
 }
 
 #[derive(Args)]
@@ -96,6 +156,12 @@ pub struct CheckConfigArgs {
     /// file, else the local socket.
     #[arg(long, env = "DOCKER_HOST")]
     pub docker_host: Option<String>,
+    /// Output format: json prints the errors (file, line, column, key) and warnings as data.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+    /// The same as `--format json`.
+    #[arg(long)]
+    pub json: bool,
     /// Check names against a saved snapshot (`v6guard snapshot > FILE`) instead of Docker.
     #[arg(long, value_name = "FILE", conflicts_with = "offline")]
     pub snapshot: Option<PathBuf>,
@@ -106,7 +172,7 @@ pub struct CheckConfigArgs {
 
 /// Load v6guard.yaml and the policy files, or every error found in them. Nothing may be read
 /// from Docker or written to the kernel before this succeeds.
-pub fn load_inputs(files: &ConfigArgs) -> Result<(Config, PlanInputs), String> {
+pub fn load_inputs(files: &ConfigArgs) -> Result<(Config, PlanInputs), Failure> {
     let config = config::load_config(files.config.as_deref());
     let policy = config::load_policies(files.policies_dir.as_deref());
     match (config, policy) {
@@ -120,10 +186,10 @@ pub fn load_inputs(files: &ConfigArgs) -> Result<(Config, PlanInputs), String> {
                 .flatten()
                 .map(|e| e.to_string())
                 .collect();
-            Err(format!(
+            Err(Failure::Config(format!(
                 "the configuration has errors; nothing was changed:\n{}",
                 errors.join("\n")
-            ))
+            )))
         }
     }
 }

@@ -3,12 +3,12 @@
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
-use std::process::ExitCode;
 
 use tracing::warn;
 
-use super::args::{ReadArgs, load_inputs};
-use super::commands::load_snapshot;
+use super::args::{Format, ReadArgs, load_inputs};
+use super::commands::{load_snapshot, to_json};
+use super::exit::{Exit, Failure};
 use super::probe::ProbeNamespace;
 use v6guard::audit::{self, Facts, Kernel, Listening};
 use v6guard::config::Config;
@@ -16,17 +16,12 @@ use v6guard::plan::{self, PlanInputs};
 use v6guard::snapshot::Snapshot;
 use v6guard::{docker, hazards, listen, nft};
 
-/// How the report is printed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    Table,
-    Json,
-}
-
-pub async fn audit(read: &ReadArgs, format: Format, probe: bool) -> Result<ExitCode, String> {
+pub async fn audit(read: &ReadArgs, format: Format, probe: bool) -> Result<Exit, Failure> {
     let offline = read.snapshot.is_some();
     if probe && offline {
-        return Err("--probe tests this host; it cannot go with --snapshot".to_string());
+        return Err(Failure::Unexpected(
+            "--probe tests this host; it cannot go with --snapshot".to_string(),
+        ));
     }
     let (config, inputs) = load_inputs(&read.config)?;
     let snapshot = load_snapshot(read, &config).await?;
@@ -48,21 +43,22 @@ pub async fn audit(read: &ReadArgs, format: Format, probe: bool) -> Result<ExitC
     }
     let mut report = audit::audit(&snapshot, &inputs, &facts);
     if probe {
-        let namespace = ProbeNamespace::create().map_err(|e| e.to_string())?;
+        let unexpected = |e: &dyn std::fmt::Display| Failure::Unexpected(e.to_string());
+        let namespace = ProbeNamespace::create().map_err(|e| unexpected(&e))?;
         let probed = audit::probe::probe(&report, |targets| namespace.connect_all(targets));
-        report.probe = Some(probed.map_err(|e| e.to_string())?);
+        report.probe = Some(probed.map_err(|e| unexpected(&e))?);
     }
     match format {
         Format::Json => {
-            let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
-            println!("{text}");
+            println!("{}", to_json(&report)?);
         }
         Format::Table => {
-            let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            let colour = std::io::stdout().is_terminal()
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
             print!("{}", audit::render_text(&report, colour));
         }
     }
-    Ok(ExitCode::from(report.exit_code()))
+    Ok(Exit::from_audit(report.exit_code()))
 }
 
 /// What the kernel holds, as the audit's verdicts need it, and what weakens that reading.

@@ -1,24 +1,26 @@
 //! check-config: validate v6guard.yaml and the policies without changing anything.
 
-use std::process::ExitCode;
+use serde_json::{Value, json};
 
-use super::args::CheckConfigArgs;
-use super::commands::load_snapshot_file;
+use super::args::{CheckConfigArgs, Format, SCHEMA_VERSION};
+use super::commands::{load_snapshot_file, to_json};
+use super::exit::{Exit, Failure};
+use v6guard::config::{self, ConfigError, Warning};
 
-/// `check-config`: load and validate everything, print every error and warning. Exit 1 on
-/// errors. Names are checked against Docker when it can be reached; they only warn.
-pub async fn check_config(args: CheckConfigArgs) -> Result<ExitCode, String> {
-    use v6guard::config;
+/// `check-config`: load and validate everything, print every error and warning (stderr for
+/// the table, one JSON document on stdout for `--format json`). Exit 6 on errors. Names are
+/// checked against Docker when it can be reached; they only warn.
+pub async fn check_config(args: CheckConfigArgs) -> Result<Exit, Failure> {
+    let format = Format::or_json(args.format, args.json);
     let loaded_config = config::load_config(args.files.config.as_deref());
     let loaded_policy = config::load_policies(args.files.policies_dir.as_deref());
-    let mut errors = 0;
-    for found in [loaded_config.as_ref().err(), loaded_policy.as_ref().err()]
+    let errors: Vec<&ConfigError> = [loaded_config.as_ref().err(), loaded_policy.as_ref().err()]
         .into_iter()
         .flatten()
-    {
-        eprintln!("{found}");
-        errors += found.len();
-    }
+        .flat_map(|found| found.iter())
+        .collect();
+    let mut warnings = Vec::new();
+    let mut names_unchecked = None;
     if let Ok(policy) = &loaded_policy {
         let docker_host = args
             .docker_host
@@ -27,27 +29,94 @@ pub async fn check_config(args: CheckConfigArgs) -> Result<ExitCode, String> {
             .unwrap_or_else(|| v6guard::docker::DEFAULT_SOCKET.to_string());
         match docker_names(&args, &docker_host).await {
             Ok((networks, containers)) => {
-                for warning in config::unknown_names_among(policy, &networks, &containers) {
-                    eprintln!("warning: {warning}");
-                }
+                warnings = config::unknown_names_among(policy, &networks, &containers);
             }
-            Err(why) => eprintln!("note: names not checked against Docker: {why}"),
+            Err(why) => names_unchecked = Some(why),
         }
     }
-    if errors > 0 {
-        eprintln!(
-            "v6guard: {errors} error(s) in the configuration; fix them and run check-config again"
-        );
-        return Ok(ExitCode::FAILURE);
+    let counts = loaded_policy
+        .as_ref()
+        .ok()
+        .map(|p| (p.networks.len(), p.containers.len()));
+    match format {
+        Format::Json => {
+            let document = json!({
+                "schema_version": SCHEMA_VERSION,
+                "valid": errors.is_empty(),
+                "errors": errors.iter().map(|e| error_json(e)).collect::<Vec<_>>(),
+                "warnings": warnings.iter().map(warning_json).collect::<Vec<_>>(),
+                "names_unchecked": names_unchecked,
+                "network_policies": counts.map(|c| c.0),
+                "container_policies": counts.map(|c| c.1),
+            });
+            println!("{}", to_json(&document)?);
+        }
+        Format::Table => {
+            for error in &errors {
+                eprintln!("{error}");
+            }
+            for warning in &warnings {
+                eprintln!("warning: {warning}");
+            }
+            if let Some(why) = &names_unchecked {
+                eprintln!("note: names not checked against Docker: {why}");
+            }
+        }
     }
-    if let Ok(policy) = &loaded_policy {
-        println!(
-            "configuration OK: {} network and {} container policies",
-            policy.networks.len(),
-            policy.containers.len()
-        );
+    if !errors.is_empty() {
+        return Err(Failure::Config(format!(
+            "{} error(s) in the configuration; fix them and run check-config again",
+            errors.len()
+        )));
     }
-    Ok(ExitCode::SUCCESS)
+    if let (Format::Table, Some((networks, containers))) = (format, counts) {
+        println!("configuration OK: {networks} network and {containers} container policies");
+    }
+    Ok(Exit::Ok)
+}
+
+/// One error as data: where (file, line, column), which key, what is wrong, and the line a
+/// person reads.
+fn error_json(error: &ConfigError) -> Value {
+    let mut value = match error {
+        ConfigError::Read { path, expected, .. } => json!({
+            "kind": "read",
+            "file": path,
+            "expected": expected,
+        }),
+        ConfigError::Syntax { at, .. } => json!({
+            "kind": "syntax",
+            "file": at.file,
+            "line": at.line,
+            "column": at.column,
+        }),
+        ConfigError::Invalid {
+            at,
+            key,
+            problem,
+            expected,
+        } => json!({
+            "kind": "invalid",
+            "file": at.file,
+            "line": at.line,
+            "column": at.column,
+            "key": key,
+            "problem": problem,
+            "expected": expected,
+        }),
+    };
+    value["message"] = Value::String(error.to_string());
+    value
+}
+
+fn warning_json(warning: &Warning) -> Value {
+    json!({
+        "file": warning.at.as_ref().map(|at| &at.file),
+        "line": warning.at.as_ref().map(|at| at.line),
+        "column": warning.at.as_ref().map(|at| at.column),
+        "subject": warning.subject,
+        "message": warning.to_string(),
+    })
 }
 
 /// Docker's bridge networks and running containers, for name checks: from a saved snapshot,

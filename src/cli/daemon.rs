@@ -1,15 +1,18 @@
-//! daemon and status.
+//! daemon, status and reload.
 
 use std::path::Path;
-use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
-use super::args::{DaemonArgs, load_inputs};
+use super::args::{DaemonArgs, Format, SCHEMA_VERSION, load_inputs};
+use super::commands::to_json;
+use super::exit::{Exit, Failure};
+use v6guard::daemon::status::{Health, Status, unix_now};
 
-pub async fn daemon(args: DaemonArgs) -> Result<ExitCode, String> {
-    use std::time::Duration;
-    use v6guard::daemon::{self, DaemonOptions};
-    // A bad configuration stops the daemon before it touches anything. Where Docker is and
-    // how often to resync are read once; SIGHUP re-reads the options and policies.
+pub async fn daemon(args: DaemonArgs) -> Result<Exit, Failure> {
+    use v6guard::daemon::{self, DaemonError, DaemonOptions};
+    // A bad configuration stops the daemon before it touches anything (exit 6, which the
+    // unit does not restart). Where Docker is and how often to resync are read once; SIGHUP
+    // re-reads the options and policies.
     let (config, _) = load_inputs(&args.config)?;
     let resync = args
         .resync_interval
@@ -26,36 +29,106 @@ pub async fn daemon(args: DaemonArgs) -> Result<ExitCode, String> {
         force: args.force,
     };
     let files = args.config;
-    let reload = move || load_inputs(&files).map(|(_, inputs)| inputs);
-    daemon::run(options, reload)
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(ExitCode::SUCCESS)
+    let reload = move || {
+        load_inputs(&files)
+            .map(|(_, inputs)| inputs)
+            .map_err(|e| e.to_string())
+    };
+    match daemon::run(options, reload).await {
+        Ok(()) => Ok(Exit::Ok),
+        Err(DaemonError::Inputs(message)) => Err(Failure::Config(message)),
+        Err(error @ DaemonError::Cleanup(_)) => Err(Failure::KernelRefused(error.to_string())),
+        Err(error) => Err(Failure::Unexpected(error.to_string())),
+    }
 }
 
-/// Exit 0 when the daemon runs and its last reconcile succeeded, 1 otherwise.
-pub fn status(state_file: &Path, json: bool) -> Result<ExitCode, String> {
-    use v6guard::daemon::status::{Status, unix_now};
-    let status = Status::read(state_file)?;
+/// Whether the process named in the state file is alive.
+fn running(pid: u32) -> bool {
     // SAFETY: kill with signal 0 only checks that the process exists (EPERM: it does).
-    let running = unsafe { libc::kill(status.pid as libc::pid_t, 0) } == 0
-        || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&status).map_err(|e| e.to_string())?
-        );
-    } else {
-        print!("{}", status.summary(unix_now(), running));
+    let alive = unsafe { libc::kill(pid as libc::pid_t, 0) } == 0;
+    alive || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// Exit 0 enforcing, 3 standing down, 5 anything else (not running, hung, failing,
+/// disconnected, not started).
+pub fn status(state_file: &Path, format: Format) -> Result<Exit, Failure> {
+    let status = Status::read(state_file).map_err(Failure::Unexpected)?;
+    let now = unix_now();
+    let running = running(status.pid);
+    let health = status.health(now, running);
+    let exit = match health {
+        Health::Enforcing => Exit::Ok,
+        Health::StoodDown => Exit::StoodDown,
+        _ => Exit::NotEnforced,
+    };
+    match format {
+        Format::Json => {
+            let document = serde_json::json!({
+                "schema_version": SCHEMA_VERSION,
+                "health": health,
+                "running": running,
+                "state_age_s": now.as_secs().saturating_sub(status.updated_at),
+                "exit_code": exit.code(),
+                "state": status,
+            });
+            println!("{}", to_json(&document)?);
+        }
+        Format::Table => print!("{}", status.summary(now, running)),
     }
-    let healthy = running
-        && status
-            .last_reconcile
-            .as_ref()
-            .is_some_and(|r| r.result != "error");
-    Ok(if healthy {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(exit)
+}
+
+/// How often `reload` looks at the state file for the daemon's answer.
+const POLL: Duration = Duration::from_millis(100);
+
+/// `reload`: SIGHUP the daemon named in the state file, then wait until its reload
+/// generation moves and report its answer: exit 0 accepted, 6 rejected (the daemon keeps the
+/// previous configuration and says why), 1 no daemon or no answer.
+pub fn reload(state_file: &Path, timeout: Duration) -> Result<Exit, Failure> {
+    let before = Status::read(state_file).map_err(Failure::Unexpected)?;
+    if before.pid == 0 || !running(before.pid) {
+        return Err(Failure::Unexpected(format!(
+            "no daemon is running (pid {} from {})",
+            before.pid,
+            state_file.display()
+        )));
+    }
+    // SAFETY: kill sends a signal to the pid from the state file, checked alive above.
+    if unsafe { libc::kill(before.pid as libc::pid_t, libc::SIGHUP) } != 0 {
+        return Err(Failure::Unexpected(format!(
+            "cannot signal pid {}: {}",
+            before.pid,
+            std::io::Error::last_os_error()
+        )));
+    }
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        std::thread::sleep(POLL);
+        // A read may meet no file between a restart's start and its first write: keep waiting.
+        let Ok(now) = Status::read(state_file) else {
+            continue;
+        };
+        if now.pid != before.pid {
+            return Err(Failure::Unexpected(format!(
+                "the daemon was replaced (pid {} -> {}) before it answered",
+                before.pid, now.pid
+            )));
+        }
+        if now.totals.reloads > before.totals.reloads {
+            return match now.reload_error {
+                None => {
+                    println!("configuration reloaded (pid {})", now.pid);
+                    Ok(Exit::Ok)
+                }
+                Some(error) => Err(Failure::Config(format!(
+                    "the daemon rejected the new configuration and keeps the previous one:\n{error}"
+                ))),
+            };
+        }
+    }
+    Err(Failure::Unexpected(format!(
+        "the daemon (pid {}) did not answer the reload within {} s; see `v6guard status`",
+        before.pid,
+        timeout.as_secs()
+    )))
 }

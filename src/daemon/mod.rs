@@ -95,6 +95,9 @@ pub async fn run(options: DaemonOptions, mut loader: impl LoadInputs) -> Result<
             host: options.docker_host.clone(),
             ..Default::default()
         },
+        loop_at: unix_now().as_secs(),
+        stale_after_s: status::stale_after(options.verify_interval, notify::watchdog_interval())
+            .as_secs(),
         ..Default::default()
     }));
     if let Some(addr) = options.metrics_listen {
@@ -326,6 +329,7 @@ impl<L: LoadInputs> Daemon<L> {
             }
             // After every step, not just on the timer: a stream of events must not starve it.
             timers.watchdog.ping_if_due();
+            self.heartbeat();
         }
     }
 
@@ -777,18 +781,19 @@ impl<L: LoadInputs> Daemon<L> {
     /// SIGHUP: reload the configuration (keeping the old one if the new one is broken), then
     /// re-read everything, daemon.json included.
     fn on_reload(&mut self) {
-        match self.loader.load() {
+        let result = match self.loader.load() {
             Ok(inputs) => {
                 info!("SIGHUP: configuration reloaded");
                 self.inputs = inputs;
-                self.update_status(|s| s.reload_error = None);
+                Ok(())
             }
             Err(message) => {
                 error!(error = %message, "SIGHUP: configuration reload failed; keeping the previous configuration");
-                self.update_status(|s| s.reload_error = Some(message));
+                Err(message)
             }
-        }
-        self.update_status(|s| s.totals.reloads += 1);
+        };
+        // One write: `v6guard reload` reads the answer when the generation moves.
+        self.update_status(|s| s.note_reload(result));
         self.pending
             .full(TriggerKind::Reload, "SIGHUP", Instant::now());
     }
@@ -834,8 +839,20 @@ impl<L: LoadInputs> Daemon<L> {
                 }
                 Ok(Some((enforced, latency))) => fill_record(s, &mut record, enforced, latency),
             }
-            s.last_reconcile = Some(record);
+            s.note_reconcile(record);
         });
+    }
+
+    /// Note a turn of the loop; rewrite the state file at most once per verify interval, so
+    /// `v6guard status` can tell a quiet loop from a hung one.
+    fn heartbeat(&self) {
+        let due = {
+            let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+            status.beat(unix_now(), self.options.verify_interval)
+        };
+        if due {
+            self.update_status(|_| {});
+        }
     }
 
     /// Change the shared status and rewrite the state file.

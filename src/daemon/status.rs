@@ -31,6 +31,16 @@ pub struct Status {
     pub stand_down_cleanup: Option<String>,
     /// The last configuration reload that failed (kept until one succeeds).
     pub reload_error: Option<String>,
+    /// Unix seconds of the loop's last turn (written at least every verify interval), so
+    /// `status` can tell a hung loop from a quiet one.
+    #[serde(default)]
+    pub loop_at: u64,
+    /// Past this many seconds without a turn, the loop counts as hung ([`stale_after`]).
+    #[serde(default)]
+    pub stale_after_s: u64,
+    /// Unix milliseconds of the last reconcile that left the kernel holding the plan.
+    #[serde(default)]
+    pub last_success_ms: Option<u64>,
     pub totals: Totals,
     /// Reconcile durations (s) and event-to-enforced latencies (s), for the metrics.
     #[serde(skip)]
@@ -81,7 +91,10 @@ pub struct Totals {
     pub events: u64,
     pub drift_restores: u64,
     pub docker_reconnects: u64,
+    /// Reloads answered (successful or not): the generation `v6guard reload` waits for.
     pub reloads: u64,
+    #[serde(default)]
+    pub reload_failures: u64,
 }
 
 /// Cumulative histogram buckets (upper bounds in seconds), Prometheus style.
@@ -136,7 +149,107 @@ pub fn unix_now() -> Duration {
         .unwrap_or_default()
 }
 
+/// How long the loop may go without a turn before `status` calls it hung: three verify
+/// intervals (the verify timer wakes it at least that often) plus two of the longest steps
+/// (one Docker read, [`super::DOCKER_DEADLINE`], each), and never less than systemd's
+/// `WatchdogSec` (twice the ping interval), after which systemd itself restarts it.
+pub fn stale_after(verify: Duration, watchdog_ping: Option<Duration>) -> Duration {
+    let by_loop = verify * 3 + super::DOCKER_DEADLINE * 2;
+    by_loop.max(watchdog_ping.map_or(Duration::ZERO, |ping| ping * 2))
+}
+
+/// What `v6guard status` concludes, most serious first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Health {
+    /// No process with the state file's pid.
+    NotRunning,
+    /// The process lives but its loop has not turned within `stale_after_s`.
+    Hung,
+    /// v6guard stands down because Docker manages IPv6 itself.
+    StoodDown,
+    /// The last reconcile failed (the last applied ruleset stays in place).
+    Failing,
+    /// The Docker connection is down (the last applied ruleset stays in place).
+    Disconnected,
+    /// No reconcile has completed yet.
+    Starting,
+    /// The kernel holds the plan for what Docker runs now.
+    Enforcing,
+}
+
 impl Status {
+    /// Record a finished reconcile.
+    pub fn note_reconcile(&mut self, record: ReconcileRecord) {
+        if matches!(record.result.as_str(), "applied" | "unchanged") {
+            self.last_success_ms = Some(record.at_ms);
+        }
+        self.last_reconcile = Some(record);
+    }
+
+    /// Record the answer to a reload request (SIGHUP): `v6guard reload` waits for
+    /// `totals.reloads` to move, then reads `reload_error`.
+    pub fn note_reload(&mut self, result: Result<(), String>) {
+        self.totals.reloads += 1;
+        match result {
+            Ok(()) => self.reload_error = None,
+            Err(message) => {
+                self.totals.reload_failures += 1;
+                self.reload_error = Some(message);
+            }
+        }
+    }
+
+    /// The loop's heartbeat: note a turn, and say whether the file is due a rewrite (at
+    /// most every `every`, so a busy loop does not write on every event).
+    pub fn beat(&mut self, now: Duration, every: Duration) -> bool {
+        let due = now.as_secs() >= self.loop_at + every.as_secs().max(1);
+        if due {
+            self.loop_at = now.as_secs();
+        }
+        due
+    }
+
+    /// Whether the kernel holds the current plan, as far as the daemon knows.
+    pub fn enforced(&self) -> bool {
+        self.stood_down.is_none()
+            && self.docker.connected
+            && self
+                .last_reconcile
+                .as_ref()
+                .is_some_and(|r| matches!(r.result.as_str(), "applied" | "unchanged"))
+    }
+
+    /// Whether the loop has gone longer without a turn than it allows itself. Files from
+    /// before the heartbeat (no `stale_after_s`) are never called hung.
+    pub fn hung(&self, now: Duration) -> bool {
+        let last = self.loop_at.max(self.updated_at);
+        self.stale_after_s > 0 && now.as_secs() > last + self.stale_after_s
+    }
+
+    /// `v6guard status`'s conclusion from the file, the clock and whether the pid lives.
+    pub fn health(&self, now: Duration, running: bool) -> Health {
+        if !running {
+            Health::NotRunning
+        } else if self.hung(now) {
+            Health::Hung
+        } else if self.stood_down.is_some() {
+            Health::StoodDown
+        } else if self
+            .last_reconcile
+            .as_ref()
+            .is_some_and(|r| r.result == "error")
+        {
+            Health::Failing
+        } else if !self.docker.connected {
+            Health::Disconnected
+        } else if self.enforced() {
+            Health::Enforcing
+        } else {
+            Health::Starting
+        }
+    }
+
     /// Prometheus text exposition format (version 0.0.4).
     pub fn metrics(&self) -> String {
         let mut out = String::new();
@@ -182,8 +295,14 @@ impl Status {
         counter(
             &mut out,
             "v6guard_config_reloads_total",
-            "Configuration reloads (SIGHUP).",
+            "Configuration reloads (SIGHUP), successful or not.",
             t.reloads,
+        );
+        counter(
+            &mut out,
+            "v6guard_config_reload_failures_total",
+            "Configuration reloads rejected (the previous configuration stayed in force).",
+            t.reload_failures,
         );
         let record = self.last_reconcile.clone().unwrap_or_default();
         gauge(
@@ -194,8 +313,9 @@ impl Status {
         );
         gauge(
             &mut out,
-            "v6guard_exposed_services",
-            "Set and map elements installed (published container ports and NAT entries).",
+            "v6guard_set_elements",
+            "Set and map elements installed (published container ports, NAT and source \
+             entries): what element updates change.",
             record.elements as u64,
         );
         gauge(
@@ -221,6 +341,26 @@ impl Status {
             "v6guard_last_reconcile_timestamp_seconds",
             "When the last reconcile ran.",
             record.at_ms / 1000,
+        );
+        gauge(
+            &mut out,
+            "v6guard_last_success_timestamp_seconds",
+            "When a reconcile last left the kernel holding the plan (0: never).",
+            self.last_success_ms.unwrap_or(0) / 1000,
+        );
+        gauge(
+            &mut out,
+            "v6guard_enforced",
+            "1 when the kernel holds the plan for what Docker runs now (connected, not standing \
+             down, last reconcile succeeded).",
+            u64::from(self.enforced()),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP v6guard_build_info The running build (value always 1).\n\
+             # TYPE v6guard_build_info gauge\n\
+             v6guard_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
         );
         gauge(
             &mut out,
@@ -273,17 +413,33 @@ impl Status {
     /// Human-readable summary for `v6guard status`.
     pub fn summary(&self, now: Duration, running: bool) -> String {
         let mut out = String::new();
-        let state = if running { "running" } else { "NOT running" };
+        let health = self.health(now, running);
+        let state = match health {
+            Health::NotRunning => "NOT running".to_string(),
+            Health::Hung => format!(
+                "HUNG: its loop last reported {} (allowed: {} s)",
+                ago(now, self.loop_at.max(self.updated_at) * 1000, " ago"),
+                self.stale_after_s
+            ),
+            _ => "running".to_string(),
+        };
         let _ = writeln!(
             out,
-            "v6guard daemon: {state} (pid {}, up {})",
+            "v6guard daemon: {state} (pid {}, started {})",
             self.pid,
-            ago(now, self.started_at * 1000, "")
+            ago(now, self.started_at * 1000, " ago")
         );
-        let docker = if self.docker.connected {
-            "connected"
-        } else {
-            "DISCONNECTED (last ruleset kept in place)"
+        // A dead or hung daemon's view of Docker is history, not a fact.
+        let docker = match (health, self.docker.connected) {
+            (Health::NotRunning | Health::Hung, true) => format!(
+                "unknown (connected when last reported, {})",
+                ago(now, self.updated_at * 1000, " ago")
+            ),
+            (Health::NotRunning | Health::Hung, false) => {
+                "unknown (disconnected when last reported)".to_string()
+            }
+            (_, true) => "connected".to_string(),
+            (_, false) => "DISCONNECTED (last ruleset kept in place)".to_string(),
         };
         let engine = self.docker.engine.as_deref().unwrap_or("unknown engine");
         let _ = writeln!(
@@ -327,6 +483,9 @@ impl Status {
             None => {
                 let _ = writeln!(out, "last reconcile: none yet");
             }
+        }
+        if let Some(at) = self.last_success_ms {
+            let _ = writeln!(out, "last success: {}", ago(now, at, " ago"));
         }
         if let Some(error) = &self.reload_error {
             let _ = writeln!(out, "last reload FAILED (old configuration kept): {error}");
@@ -397,7 +556,9 @@ mod tests {
         for needle in [
             "v6guard_transactions_total{kind=\"full\"} 2",
             "v6guard_event_to_enforced_seconds_bucket{le=\"0.005\"} 1",
-            "v6guard_exposed_services 0",
+            "v6guard_set_elements 0",
+            "v6guard_enforced 0",
+            "v6guard_build_info{version=",
         ] {
             assert!(text.contains(needle), "{needle} in\n{text}");
         }
@@ -408,5 +569,106 @@ mod tests {
         assert_eq!(back.totals.full_transactions, 2);
         let _ = std::fs::remove_file(path);
         assert!(back.summary(unix_now(), true).contains("running (pid 7"));
+    }
+
+    fn enforcing_at(now_s: u64) -> Status {
+        let mut status = Status {
+            pid: 7,
+            started_at: now_s - 100,
+            updated_at: now_s - 5,
+            loop_at: now_s - 5,
+            stale_after_s: 70,
+            ..Status::default()
+        };
+        status.docker.connected = true;
+        status.note_reconcile(ReconcileRecord {
+            at_ms: (now_s - 5) * 1000,
+            result: "unchanged".into(),
+            ..Default::default()
+        });
+        status
+    }
+
+    #[test]
+    fn a_loop_silent_past_its_deadline_is_hung_and_its_docker_view_is_not_shown_as_fact() {
+        let now = Duration::from_secs(1_000_000);
+        let status = enforcing_at(now.as_secs());
+        assert_eq!(status.health(now, true), Health::Enforcing);
+        let later = now + Duration::from_secs(100);
+        assert_eq!(status.health(later, true), Health::Hung);
+        let text = status.summary(later, true);
+        assert!(text.contains("HUNG"), "{text}");
+        assert!(!text.contains("docker: connected"), "{text}");
+        assert!(
+            text.contains("docker: unknown (connected when last reported"),
+            "{text}"
+        );
+        let dead = status.summary(now, false);
+        assert!(dead.contains("NOT running"), "{dead}");
+        assert!(!dead.contains("docker: connected"), "{dead}");
+        assert_eq!(status.health(now, false), Health::NotRunning);
+    }
+
+    #[test]
+    fn health_follows_the_last_reconcile_and_the_connection() {
+        let now = Duration::from_secs(1_000_000);
+        let mut status = enforcing_at(now.as_secs());
+        status.docker.connected = false;
+        assert_eq!(status.health(now, true), Health::Disconnected);
+        assert!(!status.enforced());
+        status.docker.connected = true;
+        status.note_reconcile(ReconcileRecord {
+            result: "error".into(),
+            ..Default::default()
+        });
+        assert_eq!(status.health(now, true), Health::Failing);
+        assert!(
+            status.last_success_ms.is_some(),
+            "the earlier success is kept"
+        );
+        status.stood_down = Some("ip6tables".into());
+        assert_eq!(status.health(now, true), Health::StoodDown);
+    }
+
+    #[test]
+    fn reloads_count_generations_and_failures() {
+        let mut status = Status::default();
+        status.note_reload(Err("bad.yaml:1:1: oops".into()));
+        assert_eq!(
+            (status.totals.reloads, status.totals.reload_failures),
+            (1, 1)
+        );
+        assert!(status.reload_error.is_some());
+        status.note_reload(Ok(()));
+        assert_eq!(
+            (status.totals.reloads, status.totals.reload_failures),
+            (2, 1)
+        );
+        assert!(status.reload_error.is_none());
+        assert!(
+            status
+                .metrics()
+                .contains("v6guard_config_reload_failures_total 1")
+        );
+    }
+
+    #[test]
+    fn the_heartbeat_writes_at_most_once_per_interval() {
+        let mut status = Status::default();
+        let every = Duration::from_secs(10);
+        assert!(status.beat(Duration::from_secs(100), every));
+        assert!(!status.beat(Duration::from_secs(105), every));
+        assert!(status.beat(Duration::from_secs(110), every));
+        assert_eq!(status.loop_at, 110);
+    }
+
+    #[test]
+    fn staleness_allows_the_loop_its_longest_steps_and_the_watchdog() {
+        let verify = Duration::from_secs(10);
+        assert_eq!(stale_after(verify, None), Duration::from_secs(70));
+        assert_eq!(
+            stale_after(verify, Some(Duration::from_secs(60))),
+            Duration::from_secs(120)
+        );
     }
 }
