@@ -1,4 +1,4 @@
-//! `v6guard check-config` without root or Docker: rejected files exit 1 with file, line,
+//! `v6guard check-config` without root or Docker: rejected files exit 6 with file, line,
 //! column and key; valid ones exit 0, and unknown names only warn.
 
 use std::process::{Command, Output};
@@ -46,7 +46,7 @@ fn check_policies(dir: &str) -> (Option<i32>, String) {
 fn a_typo_in_a_key_is_rejected_with_its_place() {
     let dir = fixture("typo-key");
     let (code, stderr) = check_policies(&dir);
-    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(code, Some(6), "{stderr}");
     assert!(
         stderr.contains(&format!(
             "{dir}/10-web.yaml:4:5: networks.v6g-demo.iccc: unknown key (did you mean icc?); \
@@ -60,7 +60,7 @@ fn a_typo_in_a_key_is_rejected_with_its_place() {
 fn a_prefix_of_129_bits_is_rejected_with_its_place() {
     let dir = fixture("prefix-129");
     let (code, stderr) = check_policies(&dir);
-    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(code, Some(6), "{stderr}");
     assert!(
         stderr.contains(&format!(
             "{dir}/10-web.yaml:5:9: containers.v6g-demo-web1.allow_from[1]: `2001:db8::/129` has \
@@ -74,7 +74,7 @@ fn a_prefix_of_129_bits_is_rejected_with_its_place() {
 fn a_bad_port_is_rejected_with_its_place() {
     let dir = fixture("bad-port");
     let (code, stderr) = check_policies(&dir);
-    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(code, Some(6), "{stderr}");
     assert!(
         stderr.contains(&format!(
             "{dir}/30-db.yaml:3:24: containers.db.deny[1]: `65536/tcp` has port 65536, outside 1 \
@@ -96,7 +96,7 @@ fn a_bad_config_file_reports_every_error() {
         "--offline",
     ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(out.status.code(), Some(6), "{stderr}");
     assert!(
         stderr.contains(&format!(
             "{path}:2:1: resync_intervall: unknown key (did you mean resync_interval?)"
@@ -121,7 +121,7 @@ fn an_explicit_config_that_does_not_exist_is_an_error() {
         "--offline",
     ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(out.status.code(), Some(6), "{stderr}");
     assert!(
         stderr.contains("/nonexistent/v6guard.yaml: cannot read: "),
         "{stderr}"
@@ -191,4 +191,55 @@ fn the_example_policies_pass() {
     let (code, stderr) = check_policies(&dir);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(!stderr.contains("error"), "{stderr}");
+}
+
+/// `--format json` (and its alias `--json`): the same errors as data, each with file, line,
+/// column and key, and the schema version; exit 6 all the same.
+#[test]
+fn check_config_json_locates_every_error() {
+    let dir = fixture("typo-key");
+    let config = no_config();
+    for format in [&["--format", "json"][..], &["--json"][..]] {
+        let mut args = vec![
+            "check-config",
+            "--config",
+            &config,
+            "--policies-dir",
+            &dir,
+            "--offline",
+        ];
+        args.extend_from_slice(format);
+        let out = v6guard(&args);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(6), "{stdout}");
+        let json: serde_json::Value = serde_json::from_str(&stdout).expect("JSON on stdout");
+        assert_eq!(json["schema_version"], 1);
+        assert_eq!(json["valid"], false);
+        let error = &json["errors"][0];
+        assert_eq!(error["file"], format!("{dir}/10-web.yaml"), "{error}");
+        assert_eq!(error["line"], 4, "{error}");
+        assert_eq!(error["column"], 5, "{error}");
+        assert_eq!(error["key"], "networks.v6g-demo.iccc", "{error}");
+        assert_eq!(json["errors"].as_array().map(Vec::len), Some(1), "{json}");
+    }
+}
+
+#[test]
+fn check_config_json_says_valid() {
+    let out = v6guard(&[
+        "check-config",
+        "--config",
+        &no_config(),
+        "--policies-dir",
+        &fixture("valid"),
+        "--offline",
+        "--format",
+        "json",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).expect("JSON on stdout");
+    assert_eq!(json["valid"], true, "{json}");
+    assert_eq!(json["errors"], serde_json::json!([]), "{json}");
+    assert!(json["network_policies"].as_u64().is_some(), "{json}");
 }
