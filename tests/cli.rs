@@ -277,3 +277,124 @@ fn temp(name: &str, text: &str) -> String {
 fn empty_config() -> String {
     temp("cli-empty-v6guard.yaml", "# defaults\n")
 }
+
+/// A state file as the daemon writes it, for the process `pid`.
+fn state(pid: u32, change: impl FnOnce(&mut serde_json::Value)) -> serde_json::Value {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let mut state = serde_json::json!({
+        "pid": pid,
+        "started_at": now - 60,
+        "updated_at": now - 1,
+        "loop_at": now - 1,
+        "stale_after_s": 70,
+        "docker": {"host": "unix:///var/run/docker.sock", "connected": true, "engine": "20.10",
+                   "containers": 2, "networks": 3},
+        "last_reconcile": {"at_ms": (now - 1) * 1000, "trigger": "resync", "result": "unchanged",
+                           "error": null, "transaction": "none", "added": 0, "removed": 0,
+                           "rules": 40, "sets": 3, "elements": 4, "ms": 1.0, "latency_ms": null},
+        "stood_down": null,
+        "reload_error": null,
+        "totals": {"reconciles": 5, "transactions": 1, "full_transactions": 1,
+                   "element_transactions": 0, "errors": 0, "events": 3, "drift_restores": 0,
+                   "docker_reconnects": 0, "reloads": 0, "reload_failures": 0}
+    });
+    change(&mut state);
+    state
+}
+
+fn write_state(name: &str, state: &serde_json::Value) -> String {
+    temp(name, &state.to_string())
+}
+
+/// `status`: 0 enforcing, 3 standing down, 5 for a dead daemon or a hung loop, and never
+/// a stale "docker: connected" from a daemon that is not there to say so.
+#[test]
+fn status_judges_the_daemon_by_its_pid_and_its_heartbeat() {
+    let alive = std::process::id();
+    let status = |name: &str, state: &serde_json::Value, extra: &[&str]| {
+        let path = write_state(name, state);
+        let mut args = vec!["status", "--state-file", &path];
+        args.extend_from_slice(extra);
+        let out = v6guard(&args);
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+
+    let (code, text) = status("state-ok.json", &state(alive, |_| {}), &[]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("docker: connected"), "{text}");
+
+    let stood_down = state(alive, |s| s["stood_down"] = "Docker's ip6tables is on".into());
+    let (code, text) = status("state-stood-down.json", &stood_down, &[]);
+    assert_eq!(code, Some(3), "{text}");
+
+    let hung = state(alive, |s| {
+        s["loop_at"] = (s["loop_at"].as_u64().unwrap() - 600).into();
+        s["updated_at"] = s["loop_at"].clone();
+    });
+    let (code, text) = status("state-hung.json", &hung, &[]);
+    assert_eq!(code, Some(5), "{text}");
+    assert!(text.contains("HUNG"), "{text}");
+    assert!(!text.contains("docker: connected"), "{text}");
+
+    // A pid no process has (beyond the default pid_max of 2^22).
+    let (code, text) = status("state-dead.json", &state(4_999_999, |_| {}), &[]);
+    assert_eq!(code, Some(5), "{text}");
+    assert!(text.contains("NOT running"), "{text}");
+    assert!(!text.contains("docker: connected"), "{text}");
+
+    let (code, text) = status("state-dead-json.json", &state(4_999_999, |_| {}), &["--json"]);
+    assert_eq!(code, Some(5), "{text}");
+    let json: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    assert_eq!(json["schema_version"], 1);
+    assert_eq!(json["health"], "not-running");
+    assert_eq!(json["exit_code"], 5);
+    assert_eq!(json["state"]["pid"], 4_999_999);
+}
+
+/// `reload` signals the daemon and waits for its answer in the state file: 6 when the new
+/// configuration was rejected, 0 when accepted. The daemon here is a shell that answers
+/// SIGHUP the way the real one does (the generation moves, the error is set or cleared).
+#[test]
+fn reload_waits_for_the_daemons_answer() {
+    for (name, error, expected) in [
+        ("rejected", Some("/etc/v6guard/v6guard.yaml:2:1: oops"), 6),
+        ("accepted", None, 0),
+    ] {
+        let path = format!("{}/reload-{name}.json", env!("CARGO_TARGET_TMPDIR"));
+        let answer_path = format!("{path}.answer");
+        let mut daemon = Command::new("sh")
+            .args([
+                "-c",
+                r#"trap 'cp "$1" "$2"' HUP; while :; do sleep 0.05; done"#,
+                "sh",
+                &answer_path,
+                &path,
+            ])
+            .spawn()
+            .expect("start the stand-in daemon");
+        let pid = daemon.id();
+        std::fs::write(&path, state(pid, |_| {}).to_string()).expect("write state");
+        let answer = state(pid, |s| {
+            s["totals"]["reloads"] = 1.into();
+            s["reload_error"] = error.into();
+        });
+        std::fs::write(&answer_path, answer.to_string()).expect("write answer");
+        // Let the shell install its trap before the signal comes.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let out = v6guard(&["reload", "--state-file", &path, "--timeout", "10"]);
+        let _ = daemon.kill();
+        let _ = daemon.wait();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(expected), "{name}: {stderr}");
+        if let Some(error) = error {
+            assert!(stderr.contains(error), "{stderr}");
+        }
+    }
+    // No daemon at all: 1, at once.
+    let dead = write_state("reload-dead.json", &state(4_999_999, |_| {}));
+    let out = v6guard(&["reload", "--state-file", &dead, "--timeout", "1"]);
+    assert_eq!(out.status.code(), Some(1));
+}
