@@ -1,6 +1,8 @@
 //! The command line without root or Docker: render from a saved snapshot, and the errors a
 //! person meets first.
 
+mod common;
+
 use std::process::Command;
 
 fn v6guard(args: &[&str]) -> std::process::Output {
@@ -96,7 +98,10 @@ fn help_lists_the_exit_statuses() {
 
 #[test]
 fn exit_2_for_a_usage_error() {
-    assert_eq!(v6guard(&["render", "--no-such-flag"]).status.code(), Some(2));
+    assert_eq!(
+        v6guard(&["render", "--no-such-flag"]).status.code(),
+        Some(2)
+    );
     assert_eq!(v6guard(&["no-such-command"]).status.code(), Some(2));
 }
 
@@ -129,7 +134,10 @@ fn exit_6_for_a_broken_configuration_or_daemon_json() {
     ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(6), "{stderr}");
-    assert!(stderr.contains(&format!("{config}:1:1: resync_intervall")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{config}:1:1: resync_intervall")),
+        "{stderr}"
+    );
 
     let daemon_json = temp("broken-daemon.json", "{\n  \"icc\": false,,\n}");
     // daemon.json is read before Docker is asked anything, so even with no Docker the
@@ -155,7 +163,11 @@ fn render_json_carries_the_schema_version_and_the_plan() {
         let mut all = vec!["render", "--snapshot", &snapshot];
         all.extend_from_slice(args);
         let out = v6guard(&all);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
         assert_eq!(json["schema_version"], 1);
         assert_eq!(json["table"], "v6guard");
@@ -211,7 +223,10 @@ fn journald_sees_errors_at_priority_err() {
 
     // Not the journal (a terminal, a file): no prefixes.
     let (stderr, _) = run_with_stderr_file("not-journal", false, &empty_config());
-    assert!(stderr.starts_with("v6guard: cannot reach Docker"), "{stderr}");
+    assert!(
+        stderr.starts_with("v6guard: cannot reach Docker"),
+        "{stderr}"
+    );
 }
 
 /// `log_format: json` in v6guard.yaml: one JSON object per line, level included.
@@ -260,7 +275,10 @@ fn run_with_stderr_file(name: &str, journal: bool, config: &str) -> (String, Opt
         command.env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()));
     } else {
         // Inherited from a parent under systemd, but naming some other stream.
-        command.env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino() + 1));
+        command.env(
+            "JOURNAL_STREAM",
+            format!("{}:{}", meta.dev(), meta.ino() + 1),
+        );
     }
     let status = command.status().expect("run v6guard");
     let text = std::fs::read_to_string(&path).expect("read stderr");
@@ -319,14 +337,19 @@ fn status_judges_the_daemon_by_its_pid_and_its_heartbeat() {
         let mut args = vec!["status", "--state-file", &path];
         args.extend_from_slice(extra);
         let out = v6guard(&args);
-        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
     };
 
     let (code, text) = status("state-ok.json", &state(alive, |_| {}), &[]);
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("docker: connected"), "{text}");
 
-    let stood_down = state(alive, |s| s["stood_down"] = "Docker's ip6tables is on".into());
+    let stood_down = state(alive, |s| {
+        s["stood_down"] = "Docker's ip6tables is on".into()
+    });
     let (code, text) = status("state-stood-down.json", &stood_down, &[]);
     assert_eq!(code, Some(3), "{text}");
 
@@ -345,7 +368,11 @@ fn status_judges_the_daemon_by_its_pid_and_its_heartbeat() {
     assert!(text.contains("NOT running"), "{text}");
     assert!(!text.contains("docker: connected"), "{text}");
 
-    let (code, text) = status("state-dead-json.json", &state(4_999_999, |_| {}), &["--json"]);
+    let (code, text) = status(
+        "state-dead-json.json",
+        &state(4_999_999, |_| {}),
+        &["--json"],
+    );
     assert_eq!(code, Some(5), "{text}");
     let json: serde_json::Value = serde_json::from_str(&text).expect("JSON");
     assert_eq!(json["schema_version"], 1);
@@ -397,4 +424,70 @@ fn reload_waits_for_the_daemons_answer() {
     let dead = write_state("reload-dead.json", &state(4_999_999, |_| {}));
     let out = v6guard(&["reload", "--state-file", &dead, "--timeout", "1"]);
     assert_eq!(out.status.code(), Some(1));
+}
+
+/// `render --diff` in a throwaway namespace: nothing to change right after apply; a changed
+/// published port is exactly one element removed and one added; no table is the whole script.
+#[test]
+fn render_diff_shows_what_apply_would_change() {
+    let Some(_lock) = common::system_lock() else {
+        return;
+    };
+    let netns = common::Netns::new("v6gt-cli-diff");
+    let applied = fixture("lab-snapshot.json");
+    let config = empty_config();
+    let in_netns = |args: &[&str]| {
+        let out = netns.exec(common::v6guard_bin(), args);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{args:?}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    };
+    let diff = |snapshot: &str| {
+        in_netns(&[
+            "render",
+            "--diff",
+            "--config",
+            &config,
+            "--snapshot",
+            snapshot,
+        ])
+    };
+
+    let before = diff(&applied);
+    assert!(before.contains("apply would replace tables"), "{before}");
+    assert!(before.contains("table ip6 v6guard is missing"), "{before}");
+    assert!(before.contains("#!/usr/sbin/nft -f"), "{before}");
+
+    in_netns(&["apply", "--config", &config, "--snapshot", &applied]);
+    let same = diff(&applied);
+    assert!(same.contains("apply would change nothing"), "{same}");
+    assert!(!same.contains("element"), "{same}");
+
+    // The first container now publishes port 81 instead of 80.
+    let mut changed: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&applied).expect("read")).expect("JSON");
+    for port in changed["containers"][0]["ports"]
+        .as_array_mut()
+        .expect("ports")
+    {
+        port["container_port"] = 81.into();
+    }
+    let changed = temp("diff-snapshot.json", &changed.to_string());
+    let elements = diff(&changed);
+    assert!(
+        elements.contains("delete element ip6 v6guard published { fd76:6700:0:20::2 . tcp . 80 }"),
+        "{elements}"
+    );
+    assert!(
+        elements.contains("add element ip6 v6guard published { fd76:6700:0:20::2 . tcp . 81 }"),
+        "{elements}"
+    );
+    assert!(
+        !elements.contains("#!/usr/sbin/nft -f"),
+        "only elements: {elements}"
+    );
 }
