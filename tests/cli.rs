@@ -491,3 +491,57 @@ fn render_diff_shows_what_apply_would_change() {
         "only elements: {elements}"
     );
 }
+
+/// `cleanup` removes the tables and the NDP proxy entries v6guard's `ndp_proxy` policy added,
+/// says what it removed, and leaves a hand-made entry outside the network's subnet alone.
+#[test]
+fn cleanup_removes_v6guards_ndp_proxy_entries_and_says_so() {
+    use common::{Container, Netns, Network, run, run_ok, v6guard_ok};
+    let Some(_lock) = common::system_lock() else {
+        return;
+    };
+    let _table = common::TableGuard::clean();
+    const UPLINK: &str = "v6gt-cl-h";
+    // The veth's peer lives in the namespace: deleting the namespace (on drop) removes both.
+    let lan = Netns::new("v6gt-cl-lan");
+    let _ = run("ip", &["link", "del", UPLINK]);
+    run_ok(
+        "ip",
+        &[
+            "link",
+            "add",
+            UPLINK,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "v6gt-cl-n",
+            "netns",
+            &lan.name,
+        ],
+    );
+    run_ok("ip", &["link", "set", UPLINK, "up"]);
+    let net = Network::create("v6gt-cl-ndp", "2001:db8:78:0:8000::/66", &[]);
+    let web = Container::web("v6gt-cl-ndp-web", &net.name, &[]);
+    let web_v6 = web.ipv6(&net.name);
+    let policy = format!("networks:\n  v6gt-cl-ndp:\n    ndp_proxy:\n      interface: {UPLINK}\n");
+    let policies = common::policy_dir("cleanup-ndp-policies", &[("10-ndp.yaml", &policy)]);
+    let config = empty_config();
+    v6guard_ok(&["apply", "--config", &config, "--policies-dir", &policies]);
+    let foreign = "2001:db8:78::99";
+    run_ok(
+        "ip",
+        &["-6", "neigh", "add", "proxy", foreign, "dev", UPLINK],
+    );
+    let entries = || run_ok("ip", &["-6", "neigh", "show", "proxy", "dev", UPLINK]);
+    assert!(entries().contains(&web_v6), "{}", entries());
+
+    let said = v6guard_ok(&["cleanup", "--config", &config, "--policies-dir", &policies]);
+    assert!(said.contains("removed table ip6 v6guard"), "{said}");
+    assert!(said.contains("removed 1 NDP proxy entries"), "{said}");
+    let left = entries();
+    assert!(!left.contains(&web_v6), "v6guard's entry removed: {left}");
+    assert!(left.contains(foreign), "the hand-made entry stays: {left}");
+    assert!(common::list_table(None).is_none(), "the table is gone");
+    drop(lan);
+}
