@@ -71,6 +71,15 @@ pub struct RenderArgs {
     pub diff: bool,
 }
 
+/// `cleanup`: Docker is asked for the subnets of `ndp_proxy` networks only.
+#[derive(Args)]
+pub struct CleanupArgs {
+    #[command(flatten)]
+    pub docker: DockerArgs,
+    #[command(flatten)]
+    pub config: ConfigArgs,
+}
+
 #[derive(Args)]
 pub struct SnapshotArgs {
     #[command(flatten)]

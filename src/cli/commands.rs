@@ -6,7 +6,7 @@ use std::time::Instant;
 use tracing::{info, warn};
 
 use super::args::{
-    ConfigArgs, ReadArgs, RenderArgs, RenderFormat, SCHEMA_VERSION, SnapshotArgs, load_inputs,
+    CleanupArgs, ReadArgs, RenderArgs, RenderFormat, SCHEMA_VERSION, SnapshotArgs, load_inputs,
 };
 use super::exit::{Exit, Failure};
 use v6guard::config::Config;
@@ -114,7 +114,7 @@ pub async fn snapshot(args: &SnapshotArgs) -> Result<Exit, Failure> {
 
 /// `cleanup`: remove v6guard's tables, then the NDP proxy entries its policies own, and
 /// nothing else. Each removal is reported on stdout.
-pub async fn cleanup(files: &ConfigArgs) -> Result<Exit, Failure> {
+pub async fn cleanup(args: &CleanupArgs) -> Result<Exit, Failure> {
     let removed = nft::cleanup()?;
     if removed.is_empty() {
         println!("no v6guard tables were installed");
@@ -122,7 +122,7 @@ pub async fn cleanup(files: &ConfigArgs) -> Result<Exit, Failure> {
     for table in &removed {
         println!("removed table {table}");
     }
-    let ndp = cleanup_ndp(files).await.map_err(|failure| {
+    let ndp = cleanup_ndp(args).await.map_err(|failure| {
         let tables = if removed.is_empty() {
             "no tables to remove".to_string()
         } else {
@@ -142,8 +142,8 @@ pub async fn cleanup(files: &ConfigArgs) -> Result<Exit, Failure> {
 /// (what `ndp::sync` treats as v6guard's), keeping nothing. `None`: no policy asks for NDP
 /// proxying, so nothing was read (Docker is only asked for the networks' subnets when one
 /// does).
-async fn cleanup_ndp(files: &ConfigArgs) -> Result<Option<usize>, Failure> {
-    let (config, inputs) = load_inputs(files)?;
+async fn cleanup_ndp(args: &CleanupArgs) -> Result<Option<usize>, Failure> {
+    let (config, inputs) = load_inputs(&args.config)?;
     if !inputs
         .policy
         .networks
@@ -152,10 +152,7 @@ async fn cleanup_ndp(files: &ConfigArgs) -> Result<Option<usize>, Failure> {
     {
         return Ok(None);
     }
-    let docker = super::args::DockerArgs {
-        docker_host: None,
-        daemon_json: None,
-    };
+    let docker = &args.docker;
     let snapshot = take_snapshot(
         &docker.host(&config),
         docker.daemon_json(&config).as_deref(),

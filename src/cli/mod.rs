@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use args::{CheckConfigArgs, ConfigArgs, DaemonArgs, Format, ReadArgs, RenderArgs, SnapshotArgs};
+use args::{CheckConfigArgs, CleanupArgs, DaemonArgs, Format, ReadArgs, RenderArgs, SnapshotArgs};
 pub use exit::{Exit, Failure};
 use v6guard::config::LogFormat;
 
@@ -47,7 +47,7 @@ pub enum Command {
     Snapshot(SnapshotArgs),
     /// Remove every nftables table v6guard owns (ip6 and bridge tables named v6guard*) and the
     /// NDP proxy entries its policies add. Nothing else is touched.
-    Cleanup(ConfigArgs),
+    Cleanup(CleanupArgs),
     /// Run as a service: follow Docker's events and keep the table true to them, restore it
     /// when someone else changes it. Rules stay in place when the daemon stops (fail-closed).
     Daemon(DaemonArgs),
@@ -115,7 +115,7 @@ pub async fn run(command: Command) -> Result<Exit, Failure> {
         Command::Render(args) => commands::render(&args).await,
         Command::Apply { read, force } => commands::apply(&read, force).await,
         Command::Snapshot(args) => commands::snapshot(&args).await,
-        Command::Cleanup(files) => commands::cleanup(&files).await,
+        Command::Cleanup(args) => commands::cleanup(&args).await,
         Command::Audit {
             read,
             format,
@@ -144,7 +144,7 @@ pub fn log_format(command: &Command) -> LogFormat {
         Command::Render(args) => &args.read.config,
         Command::Apply { read, .. } | Command::Audit { read, .. } => &read.config,
         Command::Snapshot(args) => &args.config,
-        Command::Cleanup(files) => files,
+        Command::Cleanup(args) => &args.config,
         Command::Daemon(args) => &args.config,
         Command::CheckConfig(args) => &args.files,
         Command::Status { .. } | Command::Reload { .. } => return LogFormat::Text,
