@@ -545,3 +545,32 @@ fn cleanup_removes_v6guards_ndp_proxy_entries_and_says_so() {
     assert!(common::list_table(None).is_none(), "the table is gone");
     drop(lan);
 }
+
+/// The daemon stops with 6 on a broken configuration, before touching anything, so the
+/// unit's `RestartPreventExitStatus=6` keeps it from restarting in a loop; the commands that
+/// read the configuration say 6 too. (Not `cleanup`: it removes the tables before reading
+/// the configuration, so it belongs to the locked system tests.)
+#[test]
+fn a_broken_configuration_is_exit_6_everywhere_it_is_read() {
+    let config = temp("broken-everywhere.yaml", "log_format: logfmt\n");
+    let state = format!("{}/never-written.json", env!("CARGO_TARGET_TMPDIR"));
+    let _ = std::fs::remove_file(&state);
+    for args in [
+        vec!["daemon", "--config", &config, "--state-file", &state],
+        vec!["apply", "--config", &config],
+        vec!["audit", "--config", &config],
+        vec!["check-config", "--config", &config, "--offline"],
+    ] {
+        let out = v6guard(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(6), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!("{config}:1:13: log_format")),
+            "{args:?}: {stderr}"
+        );
+    }
+    assert!(
+        !std::path::Path::new(&state).exists(),
+        "the daemon stopped before writing anything"
+    );
+}
