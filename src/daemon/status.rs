@@ -1,5 +1,6 @@
 //! The daemon's health as data: written to the state file after every reconcile (read by
-//! `v6guard status`) and rendered as Prometheus metrics.
+//! `v6guard status`, which judges it with [`Status::health`]) and rendered as Prometheus
+//! metrics (`metrics.rs`).
 
 use std::fmt::Write as _;
 use std::io;
@@ -131,16 +132,6 @@ impl Histogram {
         self.sum += seconds;
         self.count += 1;
     }
-
-    fn render(&self, out: &mut String, name: &str, help: &str) {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-        for (bound, count) in self.bounds.iter().zip(&self.counts) {
-            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {count}");
-        }
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", self.count);
-        let _ = writeln!(out, "{name}_sum {}", self.sum);
-        let _ = writeln!(out, "{name}_count {}", self.count);
-    }
 }
 
 pub fn unix_now() -> Duration {
@@ -248,137 +239,6 @@ impl Status {
         } else {
             Health::Starting
         }
-    }
-
-    /// Prometheus text exposition format (version 0.0.4).
-    pub fn metrics(&self) -> String {
-        let mut out = String::new();
-        let t = &self.totals;
-        counter(
-            &mut out,
-            "v6guard_reconciles_total",
-            "Reconciles run.",
-            t.reconciles,
-        );
-        let _ = writeln!(
-            out,
-            "# HELP v6guard_transactions_total Kernel transactions, by kind.\n\
-             # TYPE v6guard_transactions_total counter\n\
-             v6guard_transactions_total{{kind=\"full\"}} {}\n\
-             v6guard_transactions_total{{kind=\"elements\"}} {}",
-            t.full_transactions, t.element_transactions
-        );
-        counter(
-            &mut out,
-            "v6guard_reconcile_errors_total",
-            "Reconciles that failed.",
-            t.errors,
-        );
-        counter(
-            &mut out,
-            "v6guard_docker_events_total",
-            "Docker events that can change the ruleset.",
-            t.events,
-        );
-        counter(
-            &mut out,
-            "v6guard_drift_restores_total",
-            "Times the table was restored after someone else changed it.",
-            t.drift_restores,
-        );
-        counter(
-            &mut out,
-            "v6guard_docker_reconnects_total",
-            "Reconnections to Docker.",
-            t.docker_reconnects,
-        );
-        counter(
-            &mut out,
-            "v6guard_config_reloads_total",
-            "Configuration reloads (SIGHUP), successful or not.",
-            t.reloads,
-        );
-        counter(
-            &mut out,
-            "v6guard_config_reload_failures_total",
-            "Configuration reloads rejected (the previous configuration stayed in force).",
-            t.reload_failures,
-        );
-        let record = self.last_reconcile.clone().unwrap_or_default();
-        gauge(
-            &mut out,
-            "v6guard_docker_connected",
-            "Whether the Docker event stream is up.",
-            u64::from(self.docker.connected),
-        );
-        gauge(
-            &mut out,
-            "v6guard_set_elements",
-            "Set and map elements installed (published container ports, NAT and source \
-             entries): what element updates change.",
-            record.elements as u64,
-        );
-        gauge(
-            &mut out,
-            "v6guard_rules",
-            "Rules installed.",
-            record.rules as u64,
-        );
-        gauge(
-            &mut out,
-            "v6guard_containers",
-            "Running containers seen.",
-            self.docker.containers as u64,
-        );
-        gauge(
-            &mut out,
-            "v6guard_networks",
-            "Bridge networks seen.",
-            self.docker.networks as u64,
-        );
-        gauge(
-            &mut out,
-            "v6guard_last_reconcile_timestamp_seconds",
-            "When the last reconcile ran.",
-            record.at_ms / 1000,
-        );
-        gauge(
-            &mut out,
-            "v6guard_last_success_timestamp_seconds",
-            "When a reconcile last left the kernel holding the plan (0: never).",
-            self.last_success_ms.unwrap_or(0) / 1000,
-        );
-        gauge(
-            &mut out,
-            "v6guard_enforced",
-            "1 when the kernel holds the plan for what Docker runs now (connected, not standing \
-             down, last reconcile succeeded).",
-            u64::from(self.enforced()),
-        );
-        let _ = writeln!(
-            out,
-            "# HELP v6guard_build_info The running build (value always 1).\n\
-             # TYPE v6guard_build_info gauge\n\
-             v6guard_build_info{{version=\"{}\"}} 1",
-            env!("CARGO_PKG_VERSION")
-        );
-        gauge(
-            &mut out,
-            "v6guard_stood_down",
-            "Whether v6guard stands down because Docker manages IPv6.",
-            u64::from(self.stood_down.is_some()),
-        );
-        self.durations.render(
-            &mut out,
-            "v6guard_reconcile_duration_seconds",
-            "Time to plan and change the kernel.",
-        );
-        self.latencies.render(
-            &mut out,
-            "v6guard_event_to_enforced_seconds",
-            "From a Docker event received to the kernel holding the result.",
-        );
-        out
     }
 
     /// Write the state file atomically (write a sibling, then rename).
@@ -505,20 +365,6 @@ impl Status {
         );
         out
     }
-}
-
-fn counter(out: &mut String, name: &str, help: &str, value: u64) {
-    let _ = writeln!(
-        out,
-        "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-    );
-}
-
-fn gauge(out: &mut String, name: &str, help: &str, value: u64) {
-    let _ = writeln!(
-        out,
-        "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
-    );
 }
 
 fn ago(now: Duration, then_ms: u64, suffix: &str) -> String {
