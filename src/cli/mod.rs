@@ -5,6 +5,7 @@ mod audit;
 mod check_config;
 mod commands;
 mod daemon;
+mod generate;
 mod probe;
 
 use std::path::PathBuf;
@@ -84,6 +85,12 @@ pub enum Command {
     /// Check v6guard.yaml and the policy files, changing nothing: every error with its file,
     /// line, column and key (exit 1), and warnings for names Docker does not know.
     CheckConfig(CheckConfigArgs),
+    /// Write the man page or a shell's completions to stdout (for packagers).
+    #[command(hide = true)]
+    Generate {
+        #[arg(value_enum)]
+        artifact: generate::Artifact,
+    },
 }
 
 /// Run one command; `Err` is a message for the person at the terminal.
@@ -105,5 +112,6 @@ pub async fn run(command: Command) -> Result<ExitCode, String> {
         Command::Daemon(args) => daemon::daemon(args).await,
         Command::Status { state_file, json } => daemon::status(&state_file, json),
         Command::CheckConfig(args) => check_config::check_config(args).await,
+        Command::Generate { artifact } => generate::generate(artifact),
     }
 }
