@@ -25,12 +25,27 @@ pub async fn daemon(args: DaemonArgs) -> Result<ExitCode, String> {
         state_file: args.state_file,
         force: args.force,
     };
+    warn_about_ipv6nat();
     let files = args.config;
     let reload = move || load_inputs(&files).map(|(_, inputs)| inputs);
     daemon::run(options, reload)
         .await
         .map_err(|e| e.to_string())?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Log docker-ipv6nat's chains at start (Docker may not be up yet, so not its container):
+/// both tools managing IPv6 contradict each other.
+fn warn_about_ipv6nat() {
+    use v6guard::docker_ipv6nat;
+    match docker_ipv6nat::read_chains() {
+        Ok(chains) => {
+            if let Some(hazard) = docker_ipv6nat::hazard(&chains, &[]) {
+                tracing::warn!(fix = %hazard.fix, "{}", hazard.message);
+            }
+        }
+        Err(error) => tracing::debug!(%error, "docker-ipv6nat's chains not looked for"),
+    }
 }
 
 /// Exit 0 when the daemon runs and its last reconcile succeeded, 1 otherwise.
