@@ -56,6 +56,8 @@ v6g_die() { printf '[v6g] ERROR: %s\n' "$*" >&2; return 1; }
 # no UDP (-u) support, so the image carries OpenBSD netcat (+ its libs) as `nc`.
 V6G_PACKAGES=(docker.io nftables busybox-static iproute2 libnftnl-dev libmnl-dev
               pkg-config curl netcat-openbsd ansible-core python3-apt dpkg-dev  # packaging
+              lintian ansible-lint  # tests/packaging.rs lints the .deb and the role
+              linux-libc-dev  # tests/hardening.rs: system-call numbers for its seccomp filter
               systemd)  # systemd-analyze checks the unit file (PID 1 need not be systemd)
 
 v6g_install_packages() {

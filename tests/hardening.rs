@@ -8,7 +8,8 @@
 //!   `SystemCallArchitectures=native`) and `RestrictAddressFamilies=` (socket() of any other
 //!   family fails with EAFNOSUPPORT, as systemd's filter makes it). This machine's PID 1 is
 //!   not systemd, so the test applies them itself to the daemon's process before exec (the
-//!   same kernel mechanisms systemd uses: prctl and a seccomp filter).
+//!   same kernel mechanisms systemd uses: prctl and a seccomp filter). The daemon runs in a
+//!   throwaway network namespace, so its tables land there, not on the host.
 //!
 //! Not covered here (systemd builds them from a mount namespace, which needs systemd): the
 //! file-system settings (ProtectSystem, ReadWritePaths, PrivateDevices, ProtectKernel*,
@@ -303,8 +304,15 @@ fn seccomp_program(allowed: &BTreeSet<u32>, families: &[u32]) -> Vec<libc::sock_
     program
 }
 
-/// Make `command` exec under the bounding set `kept`, no_new_privs and `program`.
-fn restrict(command: &mut Command, kept: BTreeSet<u32>, program: Vec<libc::sock_filter>) {
+/// Make `command` exec in the network namespace `netns` (an open /run/netns file), under the
+/// bounding set `kept`, no_new_privs and `program`.
+fn restrict(
+    command: &mut Command,
+    netns: std::fs::File,
+    kept: BTreeSet<u32>,
+    program: Vec<libc::sock_filter>,
+) {
+    use std::os::fd::AsRawFd;
     let last_cap: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .expect("cap_last_cap")
         .trim()
@@ -314,6 +322,10 @@ fn restrict(command: &mut Command, kept: BTreeSet<u32>, program: Vec<libc::sock_
     // (prctl) on memory allocated before the fork.
     unsafe {
         command.pre_exec(move || {
+            // First, while the capabilities are all still there.
+            if libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
+                return Err(Error::last_os_error());
+            }
             for cap in 0..=last_cap {
                 if !kept.contains(&cap)
                     && libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) != 0
@@ -379,7 +391,9 @@ fn daemon_enforces_under_the_units_restrictions() {
     );
     require_tool("systemd-analyze", "systemd");
     let Some(_lock) = system_lock() else { return };
-    let _tables = TableGuard::clean();
+    let netns = Netns::new("v6g-hard");
+    let netns_file =
+        std::fs::File::open(format!("/run/netns/{}", netns.name)).expect("the namespace's file");
 
     let settings = service_settings();
     let kept = kept_capabilities(&settings);
@@ -418,7 +432,7 @@ fn daemon_enforces_under_the_units_restrictions() {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log);
-    restrict(&mut command, kept.clone(), program);
+    restrict(&mut command, netns_file, kept.clone(), program);
     let mut daemon = Child(command.spawn().expect("start the restricted daemon"));
     let pid = daemon.0.id();
     let read_log = || std::fs::read_to_string(&log_file).unwrap_or_default();
@@ -448,17 +462,17 @@ fn daemon_enforces_under_the_units_restrictions() {
         read_log()
     );
 
-    // It follows Docker: a new network and a published container reach the kernel's table.
+    // It follows Docker: a new network and a published container reach its table.
     let network = Network::create("v6g-hard-net", "fd00:6b8:11::/64", &[]);
     let web = Container::web("v6g-hard-web", &network.name, &["-p", "18081:80"]);
     let address = web.ipv6(&network.name);
     let followed = eventually(Duration::from_secs(20), || {
-        list_table(None).is_some_and(|t| t.contains(&address))
+        list_table(Some(&netns)).is_some_and(|t| t.contains(&address))
     });
     assert!(
         followed,
         "the restricted daemon did not add {address}:\n{}\n{}",
-        list_table(None).unwrap_or_default(),
+        list_table(Some(&netns)).unwrap_or_default(),
         read_log()
     );
     drop(web);
