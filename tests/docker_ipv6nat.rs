@@ -53,7 +53,10 @@ impl Ipv6natLeftovers {
         // empty one left behind would be another tool's forward chain for every later audit.
         if !self.table_was_there {
             let rules = run_ok("ip6tables", &["-t", "filter", "-S"]);
-            if rules.lines().all(|l| l.starts_with("-P ") && l.ends_with(" ACCEPT")) {
+            if rules
+                .lines()
+                .all(|l| l.starts_with("-P ") && l.ends_with(" ACCEPT"))
+            {
                 let _ = run("nft", &["delete", "table", "ip6", "filter"]);
             }
         }
