@@ -80,11 +80,12 @@ strip --remove-section=.comment --remove-section=.note --strip-unneeded \
 objcopy --add-gnu-debuglink="$debug_file" "$root/usr/sbin/v6guard"
 chmod 0755 "$root/usr/sbin/v6guard"
 # The man page and completions come from the binary's own argument definitions.
-"$bin" generate man | gzip -9n >"$root/usr/share/man/man8/v6guard.8.gz"
+"$bin" generate man --out-dir "$root/usr/share/man/man8"
+gzip -9n "$root"/usr/share/man/man8/*.8
 "$bin" generate bash >"$root/usr/share/bash-completion/completions/v6guard"
 "$bin" generate zsh >"$root/usr/share/zsh/vendor-completions/_v6guard"
 "$bin" generate fish >"$root/usr/share/fish/vendor_completions.d/v6guard.fish"
-chmod 0644 "$root/usr/share/man/man8/v6guard.8.gz" \
+chmod 0644 "$root"/usr/share/man/man8/*.8.gz \
     "$root/usr/share/bash-completion/completions/v6guard" \
     "$root/usr/share/zsh/vendor-completions/_v6guard" \
     "$root/usr/share/fish/vendor_completions.d/v6guard.fish"

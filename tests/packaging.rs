@@ -340,6 +340,14 @@ fn deb_has_the_control_fields_maintainer_scripts_and_files() {
         ("./usr/share/doc/v6guard/changelog.gz".into(), "-rw-r--r--"),
         ("./usr/share/man/man8/v6guard.8.gz".into(), "-rw-r--r--"),
         (
+            "./usr/share/man/man8/v6guard-audit.8.gz".into(),
+            "-rw-r--r--",
+        ),
+        (
+            "./usr/share/man/man8/v6guard-daemon.8.gz".into(),
+            "-rw-r--r--",
+        ),
+        (
             "./usr/share/bash-completion/completions/v6guard".into(),
             "-rw-r--r--",
         ),

@@ -1,8 +1,11 @@
 //! `v6guard generate man|bash|zsh|fish`: the man page and shell completions, generated from
 //! the same clap definition the binary parses with, so they cannot drift from the real flags.
 //! Hidden from `--help`: packagers run it (scripts/build-deb.sh), operators do not need it.
+//! `man --out-dir DIR` writes v6guard.8 and one page per command (v6guard-render.8, ...), which
+//! the main page's COMMANDS section names, as git's pages do.
 
 use std::io::{self, Write};
+use std::path::Path;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, ValueEnum};
@@ -23,14 +26,51 @@ pub enum Artifact {
     Fish,
 }
 
-/// Write `artifact` to stdout.
-pub fn generate(artifact: Artifact) -> Result<ExitCode, String> {
+/// Write `artifact` to stdout, or the man pages into `out_dir`.
+pub fn generate(artifact: Artifact, out_dir: Option<&Path>) -> Result<ExitCode, String> {
+    if let Some(dir) = out_dir {
+        let Artifact::Man = artifact else {
+            return Err("--out-dir is for `generate man`; completions go to stdout".to_string());
+        };
+        for (name, page) in man_pages().map_err(|e| format!("cannot generate: {e}"))? {
+            let path = dir.join(format!("{name}.8"));
+            std::fs::write(&path, page)
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut out = Vec::new();
     write_artifact(artifact, &mut out).map_err(|e| format!("cannot generate: {e}"))?;
     io::stdout()
         .write_all(&out)
         .map_err(|e| format!("cannot write to stdout: {e}"))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The main page and one per visible command: (page name, roff text).
+fn man_pages() -> io::Result<Vec<(String, Vec<u8>)>> {
+    let mut command = Cli::command().display_name("v6guard");
+    command.build();
+    let mut main = Vec::new();
+    clap_mangen::Man::new(command.clone())
+        .section("8")
+        .render(&mut main)?;
+    let mut pages = vec![("v6guard".to_string(), main)];
+    // `help` is clap's own; `v6guard help COMMAND` is `v6guard COMMAND --help`.
+    for sub in command
+        .get_subcommands()
+        .filter(|c| !c.is_hide_set() && c.get_name() != "help")
+    {
+        let name = format!("v6guard-{}", sub.get_name());
+        let mut page = Vec::new();
+        let sub = sub
+            .clone()
+            .display_name(name.clone())
+            .version(env!("CARGO_PKG_VERSION"));
+        clap_mangen::Man::new(sub).section("8").render(&mut page)?;
+        pages.push((name, page));
+    }
+    Ok(pages)
 }
 
 fn write_artifact(artifact: Artifact, out: &mut Vec<u8>) -> io::Result<()> {
@@ -72,6 +112,29 @@ mod tests {
         }
         // A hidden command stays out of the page.
         assert!(!man.contains("generate"), "the man page shows `generate`");
+    }
+
+    #[test]
+    fn every_command_has_its_page_with_its_flags() {
+        let pages = man_pages().expect("pages");
+        let names: Vec<&str> = pages.iter().map(|(n, _)| n.as_str()).collect();
+        for name in [
+            "v6guard",
+            "v6guard-render",
+            "v6guard-audit",
+            "v6guard-check-config",
+        ] {
+            assert!(names.contains(&name), "{names:?}");
+        }
+        assert!(!names.contains(&"v6guard-generate"), "{names:?}");
+        assert!(!names.contains(&"v6guard-help"), "{names:?}");
+        let (_, audit) = pages
+            .iter()
+            .find(|(n, _)| n == "v6guard-audit")
+            .expect("audit page");
+        let audit = String::from_utf8_lossy(audit);
+        assert!(audit.contains(".TH v6guard-audit 8"), "{audit}");
+        assert!(audit.contains("\\-\\-probe"), "{audit}");
     }
 
     #[test]

@@ -90,6 +90,9 @@ pub enum Command {
     Generate {
         #[arg(value_enum)]
         artifact: generate::Artifact,
+        /// Write the man pages (v6guard.8, v6guard-COMMAND.8) into this directory.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
     },
 }
 
@@ -112,6 +115,6 @@ pub async fn run(command: Command) -> Result<ExitCode, String> {
         Command::Daemon(args) => daemon::daemon(args).await,
         Command::Status { state_file, json } => daemon::status(&state_file, json),
         Command::CheckConfig(args) => check_config::check_config(args).await,
-        Command::Generate { artifact } => generate::generate(artifact),
+        Command::Generate { artifact, out_dir } => generate::generate(artifact, out_dir.as_deref()),
     }
 }
