@@ -22,7 +22,7 @@ use std::collections::BTreeSet;
 use std::io::Error;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use common::*;
@@ -304,11 +304,11 @@ fn seccomp_program(allowed: &BTreeSet<u32>, families: &[u32]) -> Vec<libc::sock_
     program
 }
 
-/// Make `command` exec in the network namespace `netns` (an open /run/netns file), under the
-/// bounding set `kept`, no_new_privs and `program`.
+/// Make `command` exec in the network namespace `netns` (an open /run/netns file; `None`:
+/// this one), under the bounding set `kept`, no_new_privs and `program`.
 fn restrict(
     command: &mut Command,
-    netns: std::fs::File,
+    netns: Option<std::fs::File>,
     kept: BTreeSet<u32>,
     program: Vec<libc::sock_filter>,
 ) {
@@ -323,8 +323,10 @@ fn restrict(
     unsafe {
         command.pre_exec(move || {
             // First, while the capabilities are all still there.
-            if libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
-                return Err(Error::last_os_error());
+            if let Some(netns) = &netns {
+                if libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
+                    return Err(Error::last_os_error());
+                }
             }
             for cap in 0..=last_cap {
                 if !kept.contains(&cap)
@@ -353,6 +355,98 @@ fn restrict(
             Ok(())
         });
     }
+}
+
+/// The unit's restrictions, as this test applies them: bounding set, seccomp program.
+fn unit_restrictions() -> (BTreeSet<u32>, Vec<libc::sock_filter>) {
+    let settings = service_settings();
+    let kept = kept_capabilities(&settings);
+    let families = allowed_families(&settings);
+    let names = allowed_syscalls(&settings);
+    let numbers: BTreeSet<u32> = syscall_numbers()
+        .into_iter()
+        .filter(|(name, _)| names.contains(name))
+        .map(|(_, number)| number)
+        .collect();
+    assert!(
+        numbers.len() > 200 && !numbers.contains(&(libc::SYS_init_module as u32)),
+        "{} calls allowed",
+        numbers.len()
+    );
+    (kept, seccomp_program(&numbers, &families))
+}
+
+/// Run `program ARGS` under the unit's restrictions.
+fn run_restricted(program: &str, args: &[&str]) -> Output {
+    let (kept, filter) = unit_restrictions();
+    let mut command = Command::new(program);
+    command.args(args);
+    restrict(&mut command, None, kept, filter);
+    command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"))
+}
+
+/// The restrictions hold and refuse what the unit refuses (no dockerd needed, only root):
+/// the process has the unit's capabilities, no_new_privs and a filter; a packet socket fails
+/// with EAFNOSUPPORT; a call outside the filter (chroot, in @privileged) kills with SIGSYS.
+#[test]
+fn the_units_restrictions_apply_and_refuse() {
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(std::env::consts::ARCH, "x86_64");
+    require_tool("systemd-analyze", "systemd");
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "run as root (scripts/test.sh)"
+    );
+    let (kept, _) = unit_restrictions();
+    let mask: u64 = kept.iter().map(|cap| 1u64 << cap).sum();
+
+    let status = run_restricted("cat", &["/proc/self/status"]);
+    assert!(status.status.success(), "{status:?}");
+    let text = String::from_utf8_lossy(&status.stdout);
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}:")))
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    assert_eq!(field("CapBnd"), format!("{mask:016x}"));
+    assert_eq!(field("CapEff"), format!("{mask:016x}"));
+    assert_eq!(field("NoNewPrivs"), "1");
+    assert_eq!(field("Seccomp"), "2");
+
+    let packet = run_restricted(
+        "python3",
+        &[
+            "-c",
+            "import socket, sys\ntry:\n    socket.socket(socket.AF_PACKET, socket.SOCK_RAW)\n\
+             except OSError as e:\n    sys.exit(e.errno)",
+        ],
+    );
+    assert_eq!(
+        packet.status.code(),
+        Some(libc::EAFNOSUPPORT),
+        "AF_PACKET: {packet:?}"
+    );
+    let netlink = run_restricted(
+        "python3",
+        &[
+            "-c",
+            "import socket; socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)",
+        ],
+    );
+    assert!(netlink.status.success(), "AF_NETLINK: {netlink:?}");
+
+    let chroot = run_restricted("chroot", &["/", "true"]);
+    assert_eq!(
+        chroot.status.signal(),
+        Some(libc::SIGSYS),
+        "chroot: {chroot:?}"
+    );
 }
 
 /// A field of /proc/PID/status.
@@ -395,21 +489,7 @@ fn daemon_enforces_under_the_units_restrictions() {
     let netns_file =
         std::fs::File::open(format!("/run/netns/{}", netns.name)).expect("the namespace's file");
 
-    let settings = service_settings();
-    let kept = kept_capabilities(&settings);
-    let families = allowed_families(&settings);
-    let names = allowed_syscalls(&settings);
-    let numbers: BTreeSet<u32> = syscall_numbers()
-        .into_iter()
-        .filter(|(name, _)| names.contains(name))
-        .map(|(_, number)| number)
-        .collect();
-    assert!(
-        numbers.len() > 200 && !numbers.contains(&(libc::SYS_init_module as u32)),
-        "{} calls allowed",
-        numbers.len()
-    );
-    let program = seccomp_program(&numbers, &families);
+    let (kept, program) = unit_restrictions();
 
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("hardening");
     let _ = std::fs::remove_dir_all(&dir);
@@ -432,7 +512,7 @@ fn daemon_enforces_under_the_units_restrictions() {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log);
-    restrict(&mut command, netns_file, kept.clone(), program);
+    restrict(&mut command, Some(netns_file), kept.clone(), program);
     let mut daemon = Child(command.spawn().expect("start the restricted daemon"));
     let pid = daemon.0.id();
     let read_log = || std::fs::read_to_string(&log_file).unwrap_or_default();
