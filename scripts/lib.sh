@@ -56,6 +56,8 @@ v6g_die() { printf '[v6g] ERROR: %s\n' "$*" >&2; return 1; }
 # no UDP (-u) support, so the image carries OpenBSD netcat (+ its libs) as `nc`.
 V6G_PACKAGES=(docker.io nftables busybox-static iproute2 libnftnl-dev libmnl-dev
               pkg-config curl netcat-openbsd ansible-core python3-apt dpkg-dev  # packaging
+              lintian ansible-lint  # tests/packaging.rs lints the .deb and the role
+              linux-libc-dev  # tests/hardening.rs: system-call numbers for its seccomp filter
               systemd)  # systemd-analyze checks the unit file (PID 1 need not be systemd)
 
 v6g_install_packages() {
@@ -165,8 +167,18 @@ v6g_ensure_dockerd() {
         rm -f "$V6G_DOCKERD_PID"
         v6g_log "starting dockerd --config-file $V6G_DAEMON_JSON (log $V6G_DOCKERD_LOG)"
         # setsid: own session, so it survives the calling script / its process group.
-        setsid "$DOCKERD" --config-file "$V6G_DAEMON_JSON" --pidfile "$V6G_DOCKERD_PID" \
-            </dev/null >>"$V6G_DOCKERD_LOG" 2>&1 &
+        # Descriptors above 2 are closed first: a caller running under
+        # `flock /run/v6guard-tests.lock` would otherwise hand its lock to dockerd (and
+        # containerd), which then hold it for as long as they run, and every real-system
+        # test waits forever.
+        (
+            for fd in /proc/self/fd/*; do
+                fd=${fd##*/}
+                if ((fd > 2)); then eval "exec $fd>&-" 2>/dev/null; fi
+            done
+            exec setsid "$DOCKERD" --config-file "$V6G_DAEMON_JSON" --pidfile "$V6G_DOCKERD_PID" \
+                </dev/null >>"$V6G_DOCKERD_LOG" 2>&1
+        ) &
         pid=$!
     fi
 

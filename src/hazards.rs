@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use ipnet::Ipv6Net;
 use serde::{Deserialize, Serialize};
 
+use crate::docker_ipv6nat::{self, Ipv6natContainer};
 use crate::nft::{self, NftError};
 use crate::ruleset::TABLE_PREFIX;
 use crate::snapshot::{Protocol, Snapshot};
@@ -67,6 +68,10 @@ pub struct HostFacts {
     /// Whether legacy (x_tables) ip6tables has a `filter` table
     /// (`/proc/net/ip6_tables_names`): its rules are invisible to nftables.
     pub legacy_ip6tables_filter: bool,
+    /// Running containers of docker-ipv6nat's image, from Docker (the caller fills them in:
+    /// [`crate::docker_ipv6nat::find_containers`]).
+    #[serde(default)]
+    pub ipv6nat_containers: Vec<Ipv6natContainer>,
 }
 
 /// An interface an IPv6 default route leaves through.
@@ -148,8 +153,10 @@ pub enum HazardKind {
     BridgeNetfilterOff,
     /// docker-proxy bound on `::`: IPv6 clients it serves arrive with its address.
     DockerProxyOnIpv6,
-    /// Docker's ip6tables chains (Docker with `ip6tables: true`, or docker-ipv6nat).
+    /// Docker's ip6tables chains (Docker with `ip6tables: true`).
     DockerIp6tables,
+    /// docker-ipv6nat: its chains or its container (`crate::docker_ipv6nat`).
+    DockerIpv6nat,
     /// Legacy ip6tables has a filter table nftables cannot show.
     LegacyIp6tables,
     /// Docker's own nftables backend (`ip6 docker-bridges`) manages IPv6.
@@ -172,6 +179,10 @@ pub fn hazards(facts: &HostFacts, snapshot: &Snapshot) -> Vec<Hazard> {
     found.extend(ra_default_routes(facts));
     found.extend(bridge_netfilter(facts, snapshot));
     found.extend(docker_proxy(facts));
+    found.extend(docker_ipv6nat::hazard(
+        &docker_ipv6nat::chains_found(&facts.nft_chains),
+        &facts.ipv6nat_containers,
+    ));
     found.extend(other_ipv6_managers(facts, snapshot));
     found
 }
@@ -290,7 +301,8 @@ fn other_ipv6_managers(facts: &HostFacts, snapshot: &Snapshot) -> Vec<Hazard> {
                 .insert(chain.chain.as_str());
         }
     }
-    if !docker_chains.is_empty() {
+    // docker-ipv6nat's chains carry Docker's names; its own hazard says what to do.
+    if !docker_chains.is_empty() && docker_ipv6nat::chains_found(&facts.nft_chains).is_empty() {
         let tables: Vec<String> = docker_chains
             .iter()
             .map(|(table, chains)| {

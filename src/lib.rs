@@ -8,6 +8,7 @@ pub mod audit;
 pub mod config;
 pub mod daemon;
 pub mod docker;
+pub mod docker_ipv6nat;
 pub mod eval;
 pub mod hazards;
 pub mod host;

@@ -7,9 +7,14 @@
 //!   `ansible-playbook -c local`, deploys a configuration and a policy, is idempotent, refuses a
 //!   broken policy without touching /etc/v6guard, and removes (purges) the package again.
 //!
+//! - `lintian` finds nothing in the .deb (overrides only where packaging/debian/
+//!   lintian-overrides says why), and `ansible-lint --profile production` nothing in the role;
+//! - the role's `--check` run changes nothing and picks a restart, not a reload, when a key the
+//!   daemon reads only at start changes.
+//!
 //! Nothing here touches nftables: no apply, cleanup or daemon; the service stays off.
-//! `dpkg-deb` and `ansible-playbook` are required (scripts/test.sh installs them): a missing
-//! tool fails the test, it never skips.
+//! `dpkg-deb`, `lintian`, `ansible-playbook` and `ansible-lint` are required (scripts/test.sh
+//! installs them): a missing tool fails the test, it never skips.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -117,6 +122,70 @@ fn deb() -> &'static Path {
     built.as_deref().unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// The dbgsym package scripts/build-deb.sh builds next to `deb`.
+fn dbgsym_deb(deb: &Path) -> PathBuf {
+    let name = deb.file_name().unwrap().to_string_lossy();
+    let path = deb.with_file_name(name.replacen("v6guard_", "v6guard-dbgsym_", 1));
+    assert!(path.is_file(), "{} was not built", path.display());
+    path
+}
+
+#[test]
+fn lintian_finds_nothing() {
+    require_tool("lintian", "lintian");
+    let deb = deb();
+    // --fail-on warning: errors and warnings fail; info and pedantic tags are listed only.
+    for package in [deb.to_path_buf(), dbgsym_deb(deb)] {
+        let out = run(Command::new("lintian")
+            .args(["--fail-on", "error,warning", "--no-tag-display-limit"])
+            .arg(&package));
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        eprintln!("lintian {}:\n{text}", package.display());
+        assert!(
+            out.status.success(),
+            "lintian {}:\n{text}",
+            package.display()
+        );
+        assert!(
+            !text
+                .lines()
+                .any(|l| l.starts_with("E: ") || l.starts_with("W: ")),
+            "lintian {}:\n{text}",
+            package.display()
+        );
+    }
+}
+
+#[test]
+fn ansible_lint_production_profile_finds_nothing() {
+    require_tool("ansible-lint", "ansible-lint");
+    let out = run(Command::new("ansible-lint")
+        .args(["--nocolor", "--profile", "production"])
+        .args([
+            "packaging/ansible/site.yml",
+            "packaging/ansible/roles/v6guard",
+        ])
+        .current_dir(REPO)
+        .env(
+            "ANSIBLE_ROLES_PATH",
+            format!("{REPO}/packaging/ansible/roles"),
+        ));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "ansible-lint:\n{text}");
+    assert!(
+        text.contains("Passed with production profile"),
+        "ansible-lint:\n{text}"
+    );
+}
+
 fn debian_version() -> String {
     VERSION.replace('-', "~")
 }
@@ -177,7 +246,14 @@ fn deb_has_the_control_fields_maintainer_scripts_and_files() {
         format!("v6guard_{}_{arch}.deb", debian_version())
     );
     let info = run_ok(Command::new("dpkg-deb").arg("--info").arg(deb));
-    for script in ["postinst", "prerm", "postrm", "conffiles", "control"] {
+    for script in [
+        "postinst",
+        "prerm",
+        "postrm",
+        "conffiles",
+        "control",
+        "md5sums",
+    ] {
         assert!(
             info.contains(script),
             "no {script} in dpkg-deb --info:\n{info}"
@@ -197,8 +273,9 @@ fn deb_has_the_control_fields_maintainer_scripts_and_files() {
         "Maintainer `{maintainer}` is not `Name <email>`"
     );
     let depends = package_names(&control_field(deb, "Depends"));
-    // iproute2: the binary runs `ip` for NDP proxy entries and `audit --probe`.
-    for lib in ["libc6", "libmnl0", "libnftnl11", "iproute2"] {
+    // iproute2: the binary runs `ip` for NDP proxy entries and `audit --probe`; kmod:
+    // `modprobe br_netfilter` when `apply` needs it.
+    for lib in ["libc6", "libmnl0", "libnftnl11", "iproute2", "kmod"] {
         assert!(
             depends.iter().any(|d| d == lib),
             "Depends {depends:?} lacks {lib}"
@@ -260,7 +337,33 @@ fn deb_has_the_control_fields_maintainer_scripts_and_files() {
         ("./etc/v6guard/policies/".into(), "drwxr-xr-x"),
         ("./usr/share/doc/v6guard/README.md".into(), "-rw-r--r--"),
         ("./usr/share/doc/v6guard/copyright".into(), "-rw-r--r--"),
+        ("./usr/share/doc/v6guard/changelog.gz".into(), "-rw-r--r--"),
+        ("./usr/share/man/man8/v6guard.8.gz".into(), "-rw-r--r--"),
+        (
+            "./usr/share/man/man8/v6guard-audit.8.gz".into(),
+            "-rw-r--r--",
+        ),
+        (
+            "./usr/share/man/man8/v6guard-daemon.8.gz".into(),
+            "-rw-r--r--",
+        ),
+        (
+            "./usr/share/bash-completion/completions/v6guard".into(),
+            "-rw-r--r--",
+        ),
+        (
+            "./usr/share/zsh/vendor-completions/_v6guard".into(),
+            "-rw-r--r--",
+        ),
+        (
+            "./usr/share/fish/vendor_completions.d/v6guard.fish".into(),
+            "-rw-r--r--",
+        ),
+        ("./usr/lib/modules-load.d/v6guard.conf".into(), "-rw-r--r--"),
     ];
+    for schema in file_names("schema") {
+        expected.push((format!("./usr/share/v6guard/schema/{schema}"), "-rw-r--r--"));
+    }
     for doc in file_names("docs")
         .into_iter()
         .filter(|n| n.ends_with(".md"))
@@ -309,6 +412,38 @@ fn deb_has_the_control_fields_maintainer_scripts_and_files() {
     assert_eq!(
         run_ok(Command::new(&bin).arg("--version")).trim(),
         format!("v6guard {VERSION}")
+    );
+    // The shipped binary is stripped; its symbols are in the dbgsym package, by build ID.
+    let sections = run_ok(Command::new("readelf").arg("-S").arg(&bin));
+    assert!(
+        !sections.contains(".symtab") && !sections.contains(".debug_info"),
+        "the binary is not stripped:\n{sections}"
+    );
+    assert!(sections.contains(".gnu_debuglink"), "no .gnu_debuglink");
+    let dbgsym = dbgsym_deb(deb);
+    let debug_files = contents(&dbgsym);
+    assert!(
+        debug_files
+            .keys()
+            .any(|p| p.starts_with("./usr/lib/debug/.build-id/") && p.ends_with(".debug")),
+        "no debug file in {}: {debug_files:#?}",
+        dbgsym.display()
+    );
+    // The man page is the binary's own (section 8), as `man` reads it.
+    let man = run_ok(
+        Command::new("sh")
+            .arg("-c")
+            .arg("gzip -dc \"$1\"")
+            .arg("sh")
+            .arg(root.join("usr/share/man/man8/v6guard.8.gz")),
+    );
+    assert!(
+        man.starts_with(".ie") || man.contains(".TH v6guard 8"),
+        "{man}"
+    );
+    assert!(
+        man.contains("check\\-config"),
+        "the man page lacks check-config"
     );
     let config = root.join("etc/v6guard/v6guard.yaml");
     let examples_dir = root.join("usr/share/doc/v6guard/examples/policies");
@@ -415,26 +550,40 @@ fn ansible_playbook(dir: &Path, args: &[&str]) -> (bool, String) {
 
 /// Apply the role to this machine with the variables in `vars` (JSON).
 fn apply_role(dir: &Path, name: &str, vars: &str) -> (bool, String) {
+    apply_role_with(dir, name, vars, &[])
+}
+
+/// The same, with extra ansible-playbook arguments (`--check`).
+fn apply_role_with(dir: &Path, name: &str, vars: &str, extra: &[&str]) -> (bool, String) {
     let vars_file = dir.join(format!("{name}.json"));
     fs::write(&vars_file, vars).expect("write vars");
     let started = std::time::Instant::now();
-    let result = ansible_playbook(
-        dir,
-        &[
-            "-i",
-            "localhost,",
-            "-c",
-            "local",
-            "-e",
-            &format!("@{}", vars_file.display()),
-            "play.yml",
-        ],
-    );
+    let vars_arg = format!("@{}", vars_file.display());
+    let mut args = vec!["-i", "localhost,", "-c", "local", "-e", vars_arg.as_str()];
+    args.extend_from_slice(extra);
+    args.push("play.yml");
+    let result = ansible_playbook(dir, &args);
     eprintln!(
         "role run `{name}`: {:.1} s",
         started.elapsed().as_secs_f64()
     );
     result
+}
+
+/// How the task whose name starts with `name` ended (`ok`, `changed`, `skipping`, ...).
+fn task_outcome(output: &str, name: &str) -> String {
+    let task = output
+        .split(&format!("TASK [v6guard : {name}"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no task `{name}` in:\n{output}"));
+    let body = task.split("TASK [").next().unwrap_or_default();
+    body.lines()
+        .skip(1)
+        .find_map(|l| {
+            l.split_once(": [")
+                .map(|(outcome, _)| outcome.trim().to_string())
+        })
+        .unwrap_or_else(|| panic!("no outcome for `{name}`:\n{body}"))
 }
 
 /// The `changed=N` of the play recap.
@@ -484,19 +633,21 @@ fn ansible_role_installs_configures_checks_and_removes_v6guard() {
         "- name: v6guard role test\n  hosts: all\n  gather_facts: false\n  roles:\n    - role: v6guard\n",
     )
     .expect("write play.yml");
-    let present = |policy: &str| {
+    let present_with = |policy: &str, metrics: &str| {
         serde_json::json!({
             "v6guard_state": "present",
             "v6guard_deb_src": deb,
             // No systemd here, and a firewall daemon is not this test's business.
             "v6guard_service_enabled": false,
             "v6guard_config": { "log_format": "json", "resync_interval": "5m",
+                                "metrics_listen": metrics,
                                 "defaults": { "nat66_gua": false } },
             "v6guard_policies": { TEST_POLICY: policy },
             "v6guard_policies_exclusive": true,
         })
         .to_string()
     };
+    let present = |policy: &str| present_with(policy, "[::1]:9723");
 
     // 1. install, configure
     let (ok, out) = apply_role(&dir, "present", &present(TEST_POLICY_TEXT));
@@ -549,6 +700,50 @@ fn ansible_role_installs_configures_checks_and_removes_v6guard() {
         changed_count(&out),
         0,
         "the second run changed something:\n{out}"
+    );
+
+    // 2b. --check: nothing changes on the host, and the role says what it would do: a changed
+    // key read only at start (metrics_listen) means a restart; a changed policy, a reload.
+    let before = fs::read_to_string("/etc/v6guard/v6guard.yaml").expect("v6guard.yaml");
+    let (ok, out) = apply_role_with(
+        &dir,
+        "check-restart",
+        &present_with(TEST_POLICY_TEXT, "[::1]:9724"),
+        &["--check", "--diff"],
+    );
+    assert!(ok, "the --check run failed:\n{out}");
+    assert!(changed_count(&out) > 0, "--check saw no change:\n{out}");
+    assert!(
+        out.contains("9724"),
+        "--diff does not show the change:\n{out}"
+    );
+    assert_eq!(
+        task_outcome(&out, "Restart rather than reload"),
+        "changed",
+        "{out}"
+    );
+    let (ok, out) = apply_role_with(
+        &dir,
+        "check-reload",
+        &present(&TEST_POLICY_TEXT.replace("5432", "5433")),
+        &["--check", "--diff"],
+    );
+    assert!(ok, "the --check run failed:\n{out}");
+    assert!(changed_count(&out) > 0, "--check saw no change:\n{out}");
+    assert_eq!(
+        task_outcome(&out, "Restart rather than reload"),
+        "skipping",
+        "{out}"
+    );
+    assert_eq!(
+        fs::read_to_string("/etc/v6guard/v6guard.yaml").expect("v6guard.yaml"),
+        before,
+        "--check changed v6guard.yaml"
+    );
+    assert_eq!(
+        fs::read_to_string(&marker).expect("policy file"),
+        TEST_POLICY_TEXT,
+        "--check changed the policy file"
     );
 
     // 3. a broken policy is refused by check-config, and nothing under /etc/v6guard changes

@@ -239,7 +239,10 @@ pub fn audit(snapshot: &Snapshot, inputs: &PlanInputs, facts: &Facts) -> Report 
     let another_tool = facts.hazards.iter().any(|h| {
         matches!(
             h.kind,
-            HazardKind::DockerIp6tables | HazardKind::LegacyIp6tables | HazardKind::DockerNftables
+            HazardKind::DockerIp6tables
+                | HazardKind::DockerIpv6nat
+                | HazardKind::LegacyIp6tables
+                | HazardKind::DockerNftables
         )
     });
     Report {

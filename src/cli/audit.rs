@@ -14,7 +14,7 @@ use v6guard::audit::{self, Facts, Kernel, Listening};
 use v6guard::config::Config;
 use v6guard::plan::{self, PlanInputs};
 use v6guard::snapshot::Snapshot;
-use v6guard::{docker, hazards, listen, nft};
+use v6guard::{docker, docker_ipv6nat, hazards, listen, nft};
 
 pub async fn audit(read: &ReadArgs, format: Format, probe: bool) -> Result<Exit, Failure> {
     let offline = read.snapshot.is_some();
@@ -35,7 +35,16 @@ pub async fn audit(read: &ReadArgs, format: Format, probe: bool) -> Result<Exit,
     if !offline {
         facts.listening = listening(read, &config, &snapshot).await;
         match hazards::read_host_facts() {
-            Ok(host) => facts.hazards = hazards::hazards(&host, &snapshot),
+            Ok(mut host) => {
+                let docker_host = read.docker.host(&config);
+                match docker_ipv6nat::find_containers_at(&docker_host).await {
+                    Ok(found) => host.ipv6nat_containers = found,
+                    Err(error) => facts.warnings.push(format!(
+                        "docker-ipv6nat's container not looked for: {error}"
+                    )),
+                }
+                facts.hazards = hazards::hazards(&host, &snapshot)
+            }
             Err(error) => facts
                 .warnings
                 .push(format!("host hazards not checked: {error}")),

@@ -33,6 +33,9 @@ pub async fn check_config(args: CheckConfigArgs) -> Result<Exit, Failure> {
             }
             Err(why) => names_unchecked = Some(why),
         }
+        if !args.offline && args.snapshot.is_none() {
+            warn_about_ipv6nat(&docker_host).await;
+        }
     }
     let counts = loaded_policy
         .as_ref()
@@ -148,4 +151,21 @@ async fn docker_names(
         .await
         .map_err(|e| e.to_string())?;
     Ok((networks, containers))
+}
+
+/// Warn when docker-ipv6nat is here (its chains, its container): v6guard and it must not
+/// both manage IPv6. Best effort: what cannot be read (no root, no Docker) is left out.
+async fn warn_about_ipv6nat(docker_host: &str) {
+    use v6guard::docker_ipv6nat;
+    let chains = docker_ipv6nat::read_chains().unwrap_or_default();
+    let containers = docker_ipv6nat::find_containers_at(docker_host)
+        .await
+        .unwrap_or_default();
+    if let Some(hazard) = docker_ipv6nat::hazard(&chains, &containers) {
+        eprintln!(
+            "warning: {}
+  fix: {}",
+            hazard.message, hazard.fix
+        );
+    }
 }

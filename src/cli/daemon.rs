@@ -28,6 +28,7 @@ pub async fn daemon(args: DaemonArgs) -> Result<Exit, Failure> {
         state_file: args.state_file,
         force: args.force,
     };
+    warn_about_ipv6nat();
     let files = args.config;
     let reload = move || {
         load_inputs(&files)
@@ -39,6 +40,20 @@ pub async fn daemon(args: DaemonArgs) -> Result<Exit, Failure> {
         Err(DaemonError::Inputs(message)) => Err(Failure::Config(message)),
         Err(error @ DaemonError::Cleanup(_)) => Err(Failure::KernelRefused(error.to_string())),
         Err(error) => Err(Failure::Unexpected(error.to_string())),
+    }
+}
+
+/// Log docker-ipv6nat's chains at start (Docker may not be up yet, so not its container):
+/// both tools managing IPv6 contradict each other.
+fn warn_about_ipv6nat() {
+    use v6guard::docker_ipv6nat;
+    match docker_ipv6nat::read_chains() {
+        Ok(chains) => {
+            if let Some(hazard) = docker_ipv6nat::hazard(&chains, &[]) {
+                tracing::warn!(fix = %hazard.fix, "{}", hazard.message);
+            }
+        }
+        Err(error) => tracing::debug!(%error, "docker-ipv6nat's chains not looked for"),
     }
 }
 

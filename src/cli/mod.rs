@@ -7,6 +7,7 @@ mod commands;
 mod daemon;
 mod diff;
 mod exit;
+mod generate;
 mod probe;
 
 use std::path::PathBuf;
@@ -107,6 +108,15 @@ pub enum Command {
     /// Check v6guard.yaml and the policy files, changing nothing: every error with its file,
     /// line, column and key (exit 6), and warnings for names Docker does not know.
     CheckConfig(CheckConfigArgs),
+    /// Write the man page or a shell's completions to stdout (for packagers).
+    #[command(hide = true)]
+    Generate {
+        #[arg(value_enum)]
+        artifact: generate::Artifact,
+        /// Write the man pages (v6guard.8, v6guard-COMMAND.8) into this directory.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
 }
 
 /// Run one command: what it found, or why it could not do its job.
@@ -133,6 +143,7 @@ pub async fn run(command: Command) -> Result<Exit, Failure> {
             timeout,
         } => daemon::reload(&state_file, std::time::Duration::from_secs(timeout)),
         Command::CheckConfig(args) => check_config::check_config(args).await,
+        Command::Generate { artifact, out_dir } => generate::generate(artifact, out_dir.as_deref()),
     }
 }
 
@@ -147,7 +158,9 @@ pub fn log_format(command: &Command) -> LogFormat {
         Command::Cleanup(args) => &args.config,
         Command::Daemon(args) => &args.config,
         Command::CheckConfig(args) => &args.files,
-        Command::Status { .. } | Command::Reload { .. } => return LogFormat::Text,
+        Command::Status { .. } | Command::Reload { .. } | Command::Generate { .. } => {
+            return LogFormat::Text;
+        }
     };
     v6guard::config::load_config(files.config.as_deref())
         .map(|config| config.log_format)
