@@ -361,6 +361,42 @@ impl Snapshot {
     pub fn network_by_id(&self, id: &str) -> Option<&Network> {
         self.networks.iter().find(|n| n.id == id)
     }
+
+    /// Replace the containers with these IDs by `fresh` (the ones among them still running),
+    /// keeping the list sorted by (name, ID), as a full read is, without sorting it again: a
+    /// container found again under its name is replaced in place, a gone (or renamed) one is
+    /// removed where it is, a new one is inserted where a binary search puts it. Finding a gone
+    /// container by its ID alone takes one pass of string comparisons; nothing is sorted.
+    pub fn replace_containers(&mut self, ids: &[String], fresh: Vec<Container>) {
+        let mut replaced: Vec<String> = Vec::new();
+        let mut new = Vec::new();
+        for container in fresh {
+            match self.container_position(&container.name, &container.id) {
+                Ok(at) => {
+                    replaced.push(container.id.clone());
+                    self.containers[at] = container;
+                }
+                Err(_) => new.push(container),
+            }
+        }
+        let gone: Vec<&String> = ids.iter().filter(|id| !replaced.contains(id)).collect();
+        if !gone.is_empty() {
+            self.containers.retain(|c| !gone.contains(&&c.id));
+        }
+        for container in new {
+            let at = self
+                .container_position(&container.name, &container.id)
+                .unwrap_or_else(|at| at);
+            self.containers.insert(at, container);
+        }
+    }
+
+    /// Where the container named `name` with ID `id` is (`Ok`) or belongs (`Err`) in the
+    /// list sorted by (name, ID).
+    fn container_position(&self, name: &str, id: &str) -> Result<usize, usize> {
+        self.containers
+            .binary_search_by(|c| (c.name.as_str(), c.id.as_str()).cmp(&(name, id)))
+    }
 }
 
 #[cfg(test)]

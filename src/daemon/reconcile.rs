@@ -172,13 +172,10 @@ impl<K: Kernel> Reconciler<K> {
 }
 
 /// Replace the containers named in `ids` by `fresh` (the ones among them still running).
-/// Containers not in `ids` are untouched; the result stays sorted by name, as a full read.
+/// Containers not in `ids` are untouched; the result stays sorted by name, as a full read
+/// (see [`Snapshot::replace_containers`]).
 pub fn replace_containers(snapshot: &mut Snapshot, ids: &[String], fresh: Vec<Container>) {
-    snapshot.containers.retain(|c| !ids.contains(&c.id));
-    snapshot.containers.extend(fresh);
-    snapshot
-        .containers
-        .sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
+    snapshot.replace_containers(ids, fresh);
 }
 
 #[cfg(test)]

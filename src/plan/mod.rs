@@ -12,6 +12,7 @@
 
 mod exposure;
 mod filter;
+pub mod incremental;
 
 mod layer2;
 mod nat;
