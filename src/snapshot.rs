@@ -365,9 +365,21 @@ impl Snapshot {
     /// Replace the containers with these IDs by `fresh` (the ones among them still running),
     /// keeping the list sorted by (name, ID), as a full read is, without sorting it again: a
     /// container found again under its name is replaced in place, a gone (or renamed) one is
-    /// removed where it is, a new one is inserted where a binary search puts it. Finding a gone
-    /// container by its ID alone takes one pass of string comparisons; nothing is sorted.
+    /// removed where it is, a new one is inserted where a binary search puts it.
     pub fn replace_containers(&mut self, ids: &[String], fresh: Vec<Container>) {
+        self.replace_containers_with(ids, fresh, |_| None);
+    }
+
+    /// As [`Self::replace_containers`], with `last_name` telling the name a container had when
+    /// the caller last saw it, so a gone one is found by binary search. A wrong or missing
+    /// name costs a pass of ID comparisons over the list (as does a new container, which must
+    /// not already be there under another name), never a wrong result.
+    pub fn replace_containers_with<'h>(
+        &mut self,
+        ids: &[String],
+        fresh: Vec<Container>,
+        last_name: impl Fn(&str) -> Option<&'h str>,
+    ) {
         let mut replaced: Vec<String> = Vec::new();
         let mut new = Vec::new();
         for container in fresh {
@@ -379,9 +391,19 @@ impl Snapshot {
                 Err(_) => new.push(container),
             }
         }
-        let gone: Vec<&String> = ids.iter().filter(|id| !replaced.contains(id)).collect();
-        if !gone.is_empty() {
-            self.containers.retain(|c| !gone.contains(&&c.id));
+        let mut unknown: Vec<&String> = Vec::new();
+        for id in ids.iter().filter(|id| !replaced.contains(id)) {
+            let at = last_name(id).and_then(|name| self.container_position(name, id).ok());
+            match at {
+                Some(at) => {
+                    self.containers.remove(at);
+                }
+                None => unknown.push(id),
+            }
+        }
+        unknown.extend(new.iter().map(|c| &c.id).filter(|id| !ids.contains(id)));
+        if !unknown.is_empty() {
+            self.containers.retain(|c| !unknown.contains(&&c.id));
         }
         for container in new {
             let at = self
@@ -393,7 +415,7 @@ impl Snapshot {
 
     /// Where the container named `name` with ID `id` is (`Ok`) or belongs (`Err`) in the
     /// list sorted by (name, ID).
-    fn container_position(&self, name: &str, id: &str) -> Result<usize, usize> {
+    pub fn container_position(&self, name: &str, id: &str) -> Result<usize, usize> {
         self.containers
             .binary_search_by(|c| (c.name.as_str(), c.id.as_str()).cmp(&(name, id)))
     }

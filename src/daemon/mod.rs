@@ -495,7 +495,7 @@ impl<L: LoadInputs> Daemon<L> {
         } else if !pending.containers.is_empty() {
             let ids: Vec<String> = pending.containers.iter().cloned().collect();
             let fresh = reader.containers(&ids).await?;
-            reconcile::replace_containers(snapshot, &ids, fresh);
+            self.reconciler.replace_containers(snapshot, &ids, fresh);
         }
         // A container on a network the Snapshot does not know yet (its create event still
         // queued, or lost): read the networks too, so the container is not left closed.

@@ -12,6 +12,7 @@
 //! takes the kernel as a trait, so it is unit-tested with a fake and benchmarked against the
 //! real kernel in a throwaway namespace.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use tracing::warn;
@@ -141,6 +142,9 @@ pub struct Reconciler<K: Kernel> {
     applied: Option<Ruleset>,
     cache: Option<PlanCache>,
     prepared: Option<Prepared>,
+    /// Containers put into the Snapshot by [`Self::replace_containers`] since the last
+    /// prepare (ID -> name), so the cache finds them without a pass over the list.
+    located: HashMap<String, String>,
 }
 
 impl<K: Kernel> Reconciler<K> {
@@ -150,7 +154,24 @@ impl<K: Kernel> Reconciler<K> {
             applied: None,
             cache: None,
             prepared: None,
+            located: HashMap::new(),
         }
+    }
+
+    /// Replace the containers with these IDs in `snapshot` by `fresh` (the ones still
+    /// running), as [`Snapshot::replace_containers`], finding gone ones under the name the
+    /// cache knows and noting the fresh ones' names for the next [`Self::prepare`]: an event
+    /// then costs binary searches, not passes over every container.
+    pub fn replace_containers(
+        &mut self,
+        snapshot: &mut Snapshot,
+        ids: &[String],
+        fresh: Vec<Container>,
+    ) {
+        self.located
+            .extend(fresh.iter().map(|c| (c.id.clone(), c.name.clone())));
+        let cache = self.cache.as_ref();
+        snapshot.replace_containers_with(ids, fresh, |id| cache.and_then(|c| c.name_of(id)));
     }
 
     /// Plan `snapshot` under `inputs`, only for the changed containers when that is enough,
@@ -168,8 +189,11 @@ impl<K: Kernel> Reconciler<K> {
             // A plan never enforced, or nothing applied: the cache is not the kernel's.
             self.cache = None;
         }
+        let located = std::mem::take(&mut self.located);
         let changes = match (&mut self.cache, changed) {
-            (Some(cache), Changed::Containers(ids)) => cache.update(snapshot, inputs, ids),
+            (Some(cache), Changed::Containers(ids)) => {
+                cache.update(snapshot, inputs, ids, &located)
+            }
             _ => None,
         };
         let cache = match changes {
@@ -514,10 +538,10 @@ mod tests {
             .unwrap()
             .clone();
         let ids = vec![web1.id.clone()];
-        snapshot.replace_containers(&ids, vec![]);
+        r.replace_containers(&mut snapshot, &ids, vec![]);
         let stop = reconcile(&mut r, &snapshot, Changed::Containers(&ids));
         assert!(matches!(stop, Transaction::Elements { added: 0, removed } if removed > 0));
-        snapshot.replace_containers(&ids, vec![web1]);
+        r.replace_containers(&mut snapshot, &ids, vec![web1]);
         let start = reconcile(&mut r, &snapshot, Changed::Containers(&ids));
         assert!(matches!(start, Transaction::Elements { added, removed: 0 } if added > 0));
         assert_eq!(

@@ -175,22 +175,29 @@ impl PlanCache {
         &self.ruleset
     }
 
+    /// The name the container with this ID had when the cache last saw it.
+    pub fn name_of(&self, id: &str) -> Option<&str> {
+        self.contributions.get(id).map(|c| c.owner.0.as_str())
+    }
+
     /// Follow a change of the containers with IDs `ids` (started, changed or gone) in
     /// `snapshot`: re-plan them and the containers linking to them, and return the element
     /// changes that turn the previous ruleset into the new one (which [`Self::ruleset`] then
-    /// holds). `None`: the change needs the full plan; this cache is then spent, build a new
-    /// one.
+    /// holds). `located` names containers the caller just put into the Snapshot (ID ->
+    /// name), so they are found by binary search. `None`: the change needs the full plan;
+    /// this cache is then spent, build a new one.
     pub fn update(
         &mut self,
         snapshot: &Snapshot,
         inputs: &PlanInputs,
         ids: &[String],
+        located: &HashMap<String, String>,
     ) -> Option<Vec<SetChange>> {
         if !self.sorted || !self.basis.holds_for(snapshot, inputs) {
             return None;
         }
         let mut wanted: BTreeSet<&str> = ids.iter().map(String::as_str).collect();
-        let mut current = find_by_id(snapshot, &wanted);
+        let mut current = self.locate(snapshot, &wanted, located);
         // Containers linking to a changed one, by its old name or its new one.
         let names: BTreeSet<&str> = wanted
             .iter()
@@ -205,7 +212,7 @@ impl PlanCache {
             .filter(|id| !wanted.contains(id))
             .collect();
         if !parents.is_empty() {
-            current.extend(find_by_id(snapshot, &parents));
+            current.extend(self.locate(snapshot, &parents, located));
             wanted.extend(parents);
         }
         let news: Vec<Contribution> = current
@@ -232,6 +239,37 @@ impl PlanCache {
         let changes = self.settle(touched);
         let complete = self.contributions.len() == snapshot.containers.len();
         (self.shape() == shape && complete).then_some(changes)
+    }
+
+    /// The containers with these IDs in `snapshot`: by binary search under the name the
+    /// caller gives or the cache knows; by a pass over the list for IDs known by neither. A
+    /// container not under any of those names is taken as gone; should it be in the Snapshot
+    /// under another (a rename the caller did not report), the contribution count no longer
+    /// matches the Snapshot's and `update` asks for the full plan.
+    fn locate<'s>(
+        &self,
+        snapshot: &'s Snapshot,
+        ids: &BTreeSet<&str>,
+        located: &HashMap<String, String>,
+    ) -> Vec<&'s Container> {
+        let mut found = Vec::new();
+        let mut unknown = BTreeSet::new();
+        for id in ids {
+            let names = [located.get(*id).map(String::as_str), self.name_of(id)];
+            if names.iter().all(Option::is_none) {
+                unknown.insert(*id);
+                continue;
+            }
+            let at = names
+                .into_iter()
+                .flatten()
+                .find_map(|name| snapshot.container_position(name, id).ok());
+            found.extend(at.map(|at| &snapshot.containers[at]));
+        }
+        if !unknown.is_empty() {
+            found.extend(find_by_id(snapshot, &unknown));
+        }
+        found
     }
 
     /// Which of the sets whose rule exists only while they hold elements are empty.
@@ -448,8 +486,8 @@ impl Changes {
     }
 }
 
-/// The containers with these IDs, in the Snapshot's order. One pass over the list (a string
-/// comparison per container), the only part of an update that grows with the host.
+/// The containers with these IDs, in the Snapshot's order: one pass over the list (a string
+/// comparison per container).
 fn find_by_id<'s>(snapshot: &'s Snapshot, ids: &BTreeSet<&str>) -> Vec<&'s Container> {
     snapshot
         .containers

@@ -2,6 +2,7 @@
 //! the cache's ruleset and NDP entries are exactly the full plan's, and the element changes it
 //! reports turn the previous ruleset into the new one.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
 
 use proptest::prelude::*;
@@ -37,10 +38,16 @@ fn applied(previous: &Ruleset, changes: &[SetChange]) -> Ruleset {
 /// Follow one change: incrementally when the cache can (about 60% of the generated steps;
 /// the rest are multi-homed containers and sets first filled or emptied), else with a new
 /// cache. Checks the result against the full plan.
-fn follow(cache: &mut PlanCache, snapshot: &Snapshot, inputs: &PlanInputs, ids: &[String]) {
+fn follow(
+    cache: &mut PlanCache,
+    snapshot: &Snapshot,
+    inputs: &PlanInputs,
+    ids: &[String],
+    located: &HashMap<String, String>,
+) {
     let previous = cache.ruleset().clone();
     let reference = plan(snapshot, inputs);
-    match cache.update(snapshot, inputs, ids) {
+    match cache.update(snapshot, inputs, ids, located) {
         Some(changes) => assert_eq!(
             applied(&previous, &changes).sets,
             reference.sets,
@@ -72,12 +79,16 @@ fn a_container_stopping_and_starting_again_changes_only_its_elements() {
     let ids = vec![gone.id.clone()];
     snapshot.replace_containers(&ids, vec![]);
     let previous = cache.ruleset().clone();
-    let changes = cache.update(&snapshot, &inputs, &ids).expect("incremental");
+    let changes = cache
+        .update(&snapshot, &inputs, &ids, &HashMap::new())
+        .expect("incremental");
     assert!(!changes.is_empty());
     assert!(changes.iter().all(|c| c.added.is_empty()));
     assert_eq!(*cache.ruleset(), plan(&snapshot, &inputs));
     snapshot.replace_containers(&ids, vec![gone]);
-    let back = cache.update(&snapshot, &inputs, &ids).expect("incremental");
+    let back = cache
+        .update(&snapshot, &inputs, &ids, &HashMap::new())
+        .expect("incremental");
     assert_eq!(*cache.ruleset(), previous);
     assert_eq!(
         back.iter().map(|c| c.added.len()).sum::<usize>(),
@@ -99,11 +110,19 @@ fn a_multi_homed_container_or_a_network_change_needs_the_full_plan() {
     });
     let ids = vec![multi.id.clone()];
     snapshot.replace_containers(&ids, vec![multi]);
-    assert!(cache.update(&snapshot, &inputs, &ids).is_none());
+    assert!(
+        cache
+            .update(&snapshot, &inputs, &ids, &HashMap::new())
+            .is_none()
+    );
 
     let mut cache = PlanCache::new(&snapshot, &inputs);
     snapshot.networks[1].icc = !snapshot.networks[1].icc;
-    assert!(cache.update(&snapshot, &inputs, &[]).is_none());
+    assert!(
+        cache
+            .update(&snapshot, &inputs, &[], &HashMap::new())
+            .is_none()
+    );
 }
 
 #[test]
@@ -287,11 +306,17 @@ proptest! {
                 1 => vec![build(i, &versions[i].0)],
                 _ => vec![build(i, &versions[i].1)],
             };
-            snapshot.replace_containers(std::slice::from_ref(&id), fresh);
+            // As the daemon's reconciler does: gone containers found under the name the cache
+            // knows, fresh ones located by name for the update.
+            let located: HashMap<String, String> =
+                fresh.iter().map(|c| (c.id.clone(), c.name.clone())).collect();
+            snapshot.replace_containers_with(std::slice::from_ref(&id), fresh, |id| {
+                cache.name_of(id)
+            });
             let mut sorted = snapshot.containers.clone();
             sorted.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
             prop_assert_eq!(&sorted, &snapshot.containers);
-            follow(&mut cache, &snapshot, &inputs, &[id]);
+            follow(&mut cache, &snapshot, &inputs, &[id], &located);
         }
     }
 }
