@@ -22,6 +22,9 @@
 //! wins over the narrower ones (per service: address, protocol, port), and a contested DNAT key
 //! goes to the first container in the Snapshot's order, (name, id), which is the order
 //! `Snapshot::replace_containers` keeps.
+//!
+//! (Somewhat over 500 lines: adding, withdrawing and settling contributions keep one
+//! invariant, the cache's ruleset equals `plan()`'s, and read best side by side.)
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv6Addr;
