@@ -361,6 +361,64 @@ impl Snapshot {
     pub fn network_by_id(&self, id: &str) -> Option<&Network> {
         self.networks.iter().find(|n| n.id == id)
     }
+
+    /// Replace the containers with these IDs by `fresh` (the ones among them still running),
+    /// keeping the list sorted by (name, ID), as a full read is, without sorting it again: a
+    /// container found again under its name is replaced in place, a gone (or renamed) one is
+    /// removed where it is, a new one is inserted where a binary search puts it.
+    pub fn replace_containers(&mut self, ids: &[String], fresh: Vec<Container>) {
+        self.replace_containers_with(ids, fresh, |_| None);
+    }
+
+    /// As [`Self::replace_containers`], with `last_name` telling the name a container had when
+    /// the caller last saw it, so a gone one is found by binary search. A wrong or missing
+    /// name costs a pass of ID comparisons over the list (as does a new container, which must
+    /// not already be there under another name), never a wrong result.
+    pub fn replace_containers_with<'h>(
+        &mut self,
+        ids: &[String],
+        fresh: Vec<Container>,
+        last_name: impl Fn(&str) -> Option<&'h str>,
+    ) {
+        let mut replaced: Vec<String> = Vec::new();
+        let mut new = Vec::new();
+        for container in fresh {
+            match self.container_position(&container.name, &container.id) {
+                Ok(at) => {
+                    replaced.push(container.id.clone());
+                    self.containers[at] = container;
+                }
+                Err(_) => new.push(container),
+            }
+        }
+        let mut unknown: Vec<&String> = Vec::new();
+        for id in ids.iter().filter(|id| !replaced.contains(id)) {
+            let at = last_name(id).and_then(|name| self.container_position(name, id).ok());
+            match at {
+                Some(at) => {
+                    self.containers.remove(at);
+                }
+                None => unknown.push(id),
+            }
+        }
+        unknown.extend(new.iter().map(|c| &c.id).filter(|id| !ids.contains(id)));
+        if !unknown.is_empty() {
+            self.containers.retain(|c| !unknown.contains(&&c.id));
+        }
+        for container in new {
+            let at = self
+                .container_position(&container.name, &container.id)
+                .unwrap_or_else(|at| at);
+            self.containers.insert(at, container);
+        }
+    }
+
+    /// Where the container named `name` with ID `id` is (`Ok`) or belongs (`Err`) in the
+    /// list sorted by (name, ID).
+    pub fn container_position(&self, name: &str, id: &str) -> Result<usize, usize> {
+        self.containers
+            .binary_search_by(|c| (c.name.as_str(), c.id.as_str()).cmp(&(name, id)))
+    }
 }
 
 #[cfg(test)]

@@ -301,7 +301,7 @@ fn addresses<'a>(
 /// address they are opened on and why.
 type Opened<'a> = BTreeMap<(&'a str, Protocol, u16), (Ipv6Addr, String)>;
 
-fn opened_ports<'a>(snapshot: &'a Snapshot, resolved: &plan::Resolved) -> Opened<'a> {
+fn opened_ports<'a>(snapshot: &'a Snapshot, resolved: &'a plan::Resolved) -> Opened<'a> {
     let mut opened = Opened::new();
     for exposure in plan::exposures(snapshot, resolved) {
         let why = match exposure.cause {

@@ -229,7 +229,13 @@ impl<'a> Judge<'a> {
         if check(self.outside) {
             return Some(Vec::new());
         }
-        let allowed = self.resolved.container(container)?.allow_from.clone()?;
+        let model = plan::ContainerExposure::new(
+            self.snapshot,
+            self.resolved,
+            container,
+            self.resolved.container(container),
+        );
+        let allowed = model.allow_from()?.clone();
         let admitted: Vec<Ipv6Net> = allowed
             .into_iter()
             .filter(|net| check(representative(*net)))

@@ -499,7 +499,7 @@ impl<L: LoadInputs> Daemon<L> {
         } else if !pending.containers.is_empty() {
             let ids: Vec<String> = pending.containers.iter().cloned().collect();
             let fresh = reader.containers(&ids).await?;
-            reconcile::replace_containers(snapshot, &ids, fresh);
+            self.reconciler.replace_containers(snapshot, &ids, fresh);
         }
         // A container on a network the Snapshot does not know yet (its create event still
         // queued, or lost): read the networks too, so the container is not left closed.
@@ -550,10 +550,19 @@ impl<L: LoadInputs> Daemon<L> {
         let Some(snapshot) = &self.snapshot else {
             return;
         };
-        let wanted = self.inputs.plan(snapshot);
-        crate::host::ensure_prerequisites(&wanted);
-        self.sync_ndp(&wanted.ndp);
-        match self.reconciler.enforce(wanted) {
+        let ids: Vec<String> = pending.containers.iter().cloned().collect();
+        let changed = if pending.full || pending.list_all_containers() {
+            reconcile::Changed::Everything
+        } else {
+            reconcile::Changed::Containers(&ids)
+        };
+        let wanted = self.reconciler.prepare(snapshot, &self.inputs, changed);
+        crate::host::ensure_prerequisites(wanted);
+        let ndp = (self.ndp_synced.as_ref() != Some(&wanted.ndp)).then(|| wanted.ndp.clone());
+        if let Some(ndp) = ndp {
+            self.sync_ndp(&ndp);
+        }
+        match self.reconciler.enforce_prepared() {
             Ok(enforced) => {
                 self.pacer.record(started, enforced.transaction.changed());
                 let latency = (pending.kind == Some(TriggerKind::Event))

@@ -1,10 +1,18 @@
 //! Enforce: plan a Snapshot, compare with what was applied, and change the kernel only when
 //! they differ, by the smallest transaction that is still atomic.
 //!
+//! The engine's entry point is [`Reconciler::prepare`] then [`Reconciler::enforce_prepared`]:
+//! the caller says what changed ([`Changed`]); a change of some containers is planned for
+//! those containers alone (`plan::incremental::PlanCache`) and sent as element additions and
+//! removals, so an event costs what its container contributes, however many run. Everything
+//! else (a full re-read, a network or policy change, a container that changes rules) is
+//! planned whole and diffed against what was applied.
+//!
 //! The Docker side (what to re-read) lives in the daemon loop; this part is synchronous and
 //! takes the kernel as a trait, so it is unit-tested with a fake and benchmarked against the
 //! real kernel in a throwaway namespace.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use tracing::warn;
@@ -14,6 +22,8 @@ use nftnl::FinalizedBatch;
 use crate::nft::incremental::{self, Delta, SetDelta};
 use crate::nft::netlink::Session;
 use crate::nft::{self, NftError};
+use crate::plan::PlanInputs;
+use crate::plan::incremental::{PlanCache, SetChange};
 use crate::ruleset::Ruleset;
 use crate::snapshot::{Container, Snapshot};
 
@@ -100,10 +110,41 @@ pub struct Enforced {
     pub took: Duration,
 }
 
-/// Remembers what was applied, so each change is a diff against it.
+/// What changed in the Snapshot since the last [`Reconciler::prepare`].
+#[derive(Debug, Clone, Copy)]
+pub enum Changed<'a> {
+    /// Anything may have (a full read, the whole container list re-read): plan everything.
+    Everything,
+    /// Only the containers with these IDs (started, changed or gone). Networks, settings and
+    /// the plan inputs are compared anyway: if they changed, everything is planned.
+    Containers(&'a [String]),
+}
+
+/// What [`Reconciler::prepare`] planned, waiting for [`Reconciler::enforce_prepared`].
+enum Prepared {
+    /// The cache holds a full plan: diff it against what was applied.
+    Full { started: Instant },
+    /// The cache's ruleset is the applied one with these changes.
+    Elements {
+        started: Instant,
+        changes: Vec<SetChange>,
+    },
+}
+
+/// Remembers what was applied, so each change is a diff against it, and the plan's cache
+/// (each container's contribution), so a container change is planned alone.
+///
+/// While `cache` is set, its ruleset is `applied` (or, between `prepare` and
+/// `enforce_prepared`, `applied` plus the prepared changes); anything that breaks this (a
+/// failed transaction, `enforce` of another ruleset, `forget`) drops the cache.
 pub struct Reconciler<K: Kernel> {
     kernel: K,
     applied: Option<Ruleset>,
+    cache: Option<PlanCache>,
+    prepared: Option<Prepared>,
+    /// Containers put into the Snapshot by [`Self::replace_containers`] since the last
+    /// prepare (ID -> name), so the cache finds them without a pass over the list.
+    located: HashMap<String, String>,
 }
 
 impl<K: Kernel> Reconciler<K> {
@@ -111,6 +152,146 @@ impl<K: Kernel> Reconciler<K> {
         Reconciler {
             kernel,
             applied: None,
+            cache: None,
+            prepared: None,
+            located: HashMap::new(),
+        }
+    }
+
+    /// Replace the containers with these IDs in `snapshot` by `fresh` (the ones still
+    /// running), as [`Snapshot::replace_containers`], finding gone ones under the name the
+    /// cache knows and noting the fresh ones' names for the next [`Self::prepare`]: an event
+    /// then costs binary searches, not passes over every container.
+    pub fn replace_containers(
+        &mut self,
+        snapshot: &mut Snapshot,
+        ids: &[String],
+        fresh: Vec<Container>,
+    ) {
+        self.located
+            .extend(fresh.iter().map(|c| (c.id.clone(), c.name.clone())));
+        let cache = self.cache.as_ref();
+        snapshot.replace_containers_with(ids, fresh, |id| cache.and_then(|c| c.name_of(id)));
+    }
+
+    /// Plan `snapshot` under `inputs`, only for the changed containers when that is enough,
+    /// and return the wanted ruleset (for what must be in place before it: the bridge
+    /// netfilter sysctl, NDP proxy entries). [`Self::enforce_prepared`] then changes the
+    /// kernel.
+    pub fn prepare(
+        &mut self,
+        snapshot: &Snapshot,
+        inputs: &PlanInputs,
+        changed: Changed,
+    ) -> &Ruleset {
+        let started = Instant::now();
+        if self.prepared.take().is_some() || self.applied.is_none() {
+            // A plan never enforced, or nothing applied: the cache is not the kernel's.
+            self.cache = None;
+        }
+        let located = std::mem::take(&mut self.located);
+        let changes = match (&mut self.cache, changed) {
+            (Some(cache), Changed::Containers(ids)) => {
+                cache.update(snapshot, inputs, ids, &located)
+            }
+            _ => None,
+        };
+        let cache = match changes {
+            Some(changes) => {
+                self.prepared = Some(Prepared::Elements { started, changes });
+                self.cache.as_ref()
+            }
+            None => {
+                self.prepared = Some(Prepared::Full { started });
+                Some(&*self.cache.insert(PlanCache::new(snapshot, inputs)))
+            }
+        };
+        match cache {
+            Some(cache) => cache.ruleset(),
+            None => unreachable!("the cache was just updated or built"),
+        }
+    }
+
+    /// Make the kernel hold what [`Self::prepare`] planned: the element changes alone when
+    /// only containers changed, else the difference from what was applied. As
+    /// [`Self::enforce`], a refused element update falls back to replacing the table, and on
+    /// error the last applied ruleset stays in place.
+    /// Without a prepared plan there is nothing to do (`Transaction::None`).
+    pub fn enforce_prepared(&mut self) -> Result<Enforced, NftError> {
+        let Some(prepared) = self.prepared.take() else {
+            return Ok(self.nothing_done());
+        };
+        let Some(cache) = self.cache.take() else {
+            // `prepare` always leaves a cache; without one there is no plan to enforce.
+            return Ok(self.nothing_done());
+        };
+        let (started, transaction) = match prepared {
+            Prepared::Full { started } => (started, self.enforce_ruleset(cache.ruleset().clone())),
+            Prepared::Elements { started, changes } => {
+                (started, self.enforce_changes(cache.ruleset(), changes))
+            }
+        };
+        // On error the cache is dropped: it no longer describes the kernel.
+        let transaction = transaction?;
+        let wanted = cache.ruleset();
+        let enforced = Enforced {
+            transaction,
+            rules: wanted.rule_count(),
+            sets: wanted.sets.len(),
+            elements: wanted.element_count(),
+            took: started.elapsed(),
+        };
+        self.cache = Some(cache);
+        Ok(enforced)
+    }
+
+    /// An enforce that changed nothing, with the applied ruleset's counts.
+    fn nothing_done(&self) -> Enforced {
+        let applied = self.applied.as_ref();
+        Enforced {
+            transaction: Transaction::None,
+            rules: applied.map_or(0, Ruleset::rule_count),
+            sets: applied.map_or(0, |r| r.sets.len()),
+            elements: applied.map_or(0, Ruleset::element_count),
+            took: Duration::ZERO,
+        }
+    }
+
+    /// Send the element changes that lead from the applied ruleset to `wanted`.
+    fn enforce_changes(
+        &mut self,
+        wanted: &Ruleset,
+        changes: Vec<SetChange>,
+    ) -> Result<Transaction, NftError> {
+        if changes.is_empty() {
+            return Ok(Transaction::None);
+        }
+        let Some(applied) = &mut self.applied else {
+            return self.enforce_ruleset(wanted.clone());
+        };
+        let deltas: Vec<SetDelta> = changes
+            .into_iter()
+            .map(|c| SetDelta {
+                interval: wanted.set(&c.set).is_some_and(|s| s.interval),
+                set: c.set,
+                added: c.added,
+                removed: c.removed,
+            })
+            .collect();
+        match self.kernel.update(&wanted.table, &deltas) {
+            Ok(()) => {
+                apply_deltas(applied, &deltas);
+                Ok(Transaction::Elements {
+                    added: deltas.iter().map(|d| d.added.len()).sum(),
+                    removed: deltas.iter().map(|d| d.removed.len()).sum(),
+                })
+            }
+            Err(error) => {
+                warn!(%error, "element update refused; replacing the whole table instead");
+                self.kernel.replace(wanted)?;
+                self.applied = Some(wanted.clone());
+                Ok(Transaction::Full)
+            }
         }
     }
 
@@ -119,6 +300,21 @@ impl<K: Kernel> Reconciler<K> {
     /// applied ruleset stays in place: the transaction is atomic.
     pub fn enforce(&mut self, wanted: Ruleset) -> Result<Enforced, NftError> {
         let started = Instant::now();
+        // Another ruleset than the cache's (the skeleton): the next prepare plans afresh.
+        self.cache = None;
+        self.prepared = None;
+        let transaction = self.enforce_ruleset(wanted.clone())?;
+        Ok(Enforced {
+            transaction,
+            rules: wanted.rule_count(),
+            sets: wanted.sets.len(),
+            elements: wanted.element_count(),
+            took: started.elapsed(),
+        })
+    }
+
+    /// Diff `wanted` against what was applied and send the smallest transaction.
+    fn enforce_ruleset(&mut self, wanted: Ruleset) -> Result<Transaction, NftError> {
         let transaction = match incremental::diff(self.applied.as_ref(), &wanted) {
             Delta::Unchanged => Transaction::None,
             Delta::Elements(deltas) => match self.kernel.update(&wanted.table, &deltas) {
@@ -137,15 +333,8 @@ impl<K: Kernel> Reconciler<K> {
                 Transaction::Full
             }
         };
-        let enforced = Enforced {
-            transaction,
-            rules: wanted.rule_count(),
-            sets: wanted.sets.len(),
-            elements: wanted.element_count(),
-            took: started.elapsed(),
-        };
         self.applied = Some(wanted);
-        Ok(enforced)
+        Ok(transaction)
     }
 
     /// Put the applied ruleset back whole (after drift).
@@ -168,17 +357,31 @@ impl<K: Kernel> Reconciler<K> {
     /// do nothing meanwhile (the daemon removed the table on purpose: standing down).
     pub fn forget(&mut self) {
         self.applied = None;
+        self.cache = None;
+        self.prepared = None;
+    }
+}
+
+/// What the kernel holds after an element transaction succeeded.
+fn apply_deltas(ruleset: &mut Ruleset, deltas: &[SetDelta]) {
+    for delta in deltas {
+        let Some(set) = ruleset.sets.iter_mut().find(|s| s.name == delta.set) else {
+            continue;
+        };
+        for (key, _) in &delta.removed {
+            set.elements.remove(key);
+        }
+        for (key, value) in &delta.added {
+            set.elements.insert(key.clone(), value.clone());
+        }
     }
 }
 
 /// Replace the containers named in `ids` by `fresh` (the ones among them still running).
-/// Containers not in `ids` are untouched; the result stays sorted by name, as a full read.
+/// Containers not in `ids` are untouched; the result stays sorted by name, as a full read
+/// (see [`Snapshot::replace_containers`]).
 pub fn replace_containers(snapshot: &mut Snapshot, ids: &[String], fresh: Vec<Container>) {
-    snapshot.containers.retain(|c| !ids.contains(&c.id));
-    snapshot.containers.extend(fresh);
-    snapshot
-        .containers
-        .sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
+    snapshot.replace_containers(ids, fresh);
 }
 
 #[cfg(test)]
@@ -186,24 +389,47 @@ mod tests {
     use super::*;
     use crate::ruleset::{Field, FieldType, NamedSet};
 
+    /// A kernel that holds what it is sent, and refuses element updates that do not fit
+    /// (adding what is there, removing what is not), as the real one's strict batch does.
     #[derive(Default)]
     struct Fake {
         calls: Vec<String>,
         refuse_updates: bool,
+        holds: Option<Ruleset>,
+    }
+
+    fn refused() -> NftError {
+        NftError::Rejected(std::io::Error::from_raw_os_error(libc::ENOENT))
     }
 
     impl Kernel for Fake {
-        fn replace(&mut self, _: &Ruleset) -> Result<(), NftError> {
+        fn replace(&mut self, ruleset: &Ruleset) -> Result<(), NftError> {
             self.calls.push("replace".into());
+            self.holds = Some(ruleset.clone());
             Ok(())
         }
         fn update(&mut self, _: &str, deltas: &[SetDelta]) -> Result<(), NftError> {
             self.calls.push(format!("update {}", deltas.len()));
             if self.refuse_updates {
-                return Err(NftError::Rejected(std::io::Error::from_raw_os_error(
-                    libc::ENOENT,
-                )));
+                return Err(refused());
             }
+            let mut next = self.holds.clone().ok_or_else(refused)?;
+            for delta in deltas {
+                let set = next
+                    .sets
+                    .iter_mut()
+                    .find(|s| s.name == delta.set)
+                    .ok_or_else(refused)?;
+                for (key, _) in &delta.removed {
+                    set.elements.remove(key).ok_or_else(refused)?;
+                }
+                for (key, value) in &delta.added {
+                    if set.elements.insert(key.clone(), value.clone()).is_some() {
+                        return Err(refused());
+                    }
+                }
+            }
+            self.holds = Some(next);
             Ok(())
         }
         fn verify(&mut self, _: &Ruleset) -> Result<Vec<String>, NftError> {
@@ -276,6 +502,87 @@ mod tests {
             Transaction::Full
         );
         assert_eq!(r.kernel.calls, vec!["replace", "replace"]);
+    }
+
+    fn lab() -> Snapshot {
+        let mut snapshot = crate::testing::lab_snapshot();
+        snapshot.containers.sort_by(|a, b| a.name.cmp(&b.name));
+        snapshot
+    }
+
+    fn reconcile(r: &mut Reconciler<Fake>, snapshot: &Snapshot, changed: Changed) -> Transaction {
+        let inputs = PlanInputs::default();
+        let wanted = r.prepare(snapshot, &inputs, changed).clone();
+        assert_eq!(wanted, crate::plan::plan(snapshot, &inputs));
+        let enforced = r.enforce_prepared().unwrap();
+        assert_eq!(
+            r.kernel.holds.as_ref(),
+            Some(&wanted),
+            "the kernel holds the plan"
+        );
+        enforced.transaction
+    }
+
+    #[test]
+    fn a_container_event_is_planned_alone_and_sent_as_elements() {
+        let mut r = Reconciler::new(Fake::default());
+        let mut snapshot = lab();
+        assert_eq!(
+            reconcile(&mut r, &snapshot, Changed::Everything),
+            Transaction::Full
+        );
+        let web1 = snapshot
+            .containers
+            .iter()
+            .find(|c| c.name == "web1")
+            .unwrap()
+            .clone();
+        let ids = vec![web1.id.clone()];
+        r.replace_containers(&mut snapshot, &ids, vec![]);
+        let stop = reconcile(&mut r, &snapshot, Changed::Containers(&ids));
+        assert!(matches!(stop, Transaction::Elements { added: 0, removed } if removed > 0));
+        r.replace_containers(&mut snapshot, &ids, vec![web1]);
+        let start = reconcile(&mut r, &snapshot, Changed::Containers(&ids));
+        assert!(matches!(start, Transaction::Elements { added, removed: 0 } if added > 0));
+        assert_eq!(
+            reconcile(&mut r, &snapshot, Changed::Containers(&ids)),
+            Transaction::None
+        );
+        assert_eq!(r.kernel.calls, vec!["replace", "update 2", "update 2"]);
+    }
+
+    #[test]
+    fn after_another_ruleset_or_a_refused_update_the_engine_plans_whole() {
+        let mut r = Reconciler::new(Fake::default());
+        let mut snapshot = lab();
+        reconcile(&mut r, &snapshot, Changed::Everything);
+        // The skeleton (or any ruleset enforced directly) replaces the cache's.
+        r.enforce(ruleset(&[80])).unwrap();
+        let ids = vec![snapshot.containers[0].id.clone()];
+        assert_eq!(
+            reconcile(&mut r, &snapshot, Changed::Containers(&ids)),
+            Transaction::Full
+        );
+        r.kernel.refuse_updates = true;
+        snapshot.replace_containers(&ids, vec![]);
+        let web1 = snapshot
+            .containers
+            .iter()
+            .find(|c| c.name == "web1")
+            .unwrap();
+        let ids = vec![web1.id.clone()];
+        snapshot.replace_containers(&ids, vec![]);
+        assert_eq!(
+            reconcile(&mut r, &snapshot, Changed::Containers(&ids)),
+            Transaction::Full,
+            "a refused update falls back to replacing the table"
+        );
+        r.kernel.refuse_updates = false;
+        assert_eq!(
+            reconcile(&mut r, &snapshot, Changed::Containers(&ids)),
+            Transaction::None
+        );
+        assert!(r.verify().unwrap().is_empty());
     }
 
     #[test]

@@ -18,13 +18,15 @@ use std::collections::BTreeMap;
 
 use ipnet::Ipv6Net;
 
-use super::policy::{Resolved, exposures};
+use super::SetElement;
+use super::exposure::ContainerExposure;
+use super::policy::Resolved;
 use super::{FORWARD_CHAIN, Guarded, TO_BRIDGE_CHAIN, sources};
 use crate::ruleset::{
     Action, Chain, Field, FieldType, Hook, Icmpv6Type, InterfaceName, LINKS_SET, Match, NamedSet,
     PUBLISHED_SET, PacketField, RESTRICTED_SET, Rule, TRANSLATED_RESTRICTED_SET, TRANSLATED_SET,
 };
-use crate::snapshot::{Network, Snapshot};
+use crate::snapshot::{Container, Network, Snapshot};
 
 /// Docker's default bridge network, the only one with legacy links.
 const DEFAULT_NETWORK: &str = "bridge";
@@ -369,7 +371,7 @@ fn isolation_rule(from: &InterfaceName) -> Rule {
 /// `expose` ports, minus policy `deny`. Ports with an `allow_from` go to the restricted sets,
 /// one element per allowed prefix; ports reachable only through a host address go to the
 /// translated sets.
-pub fn exposure_sets(snapshot: &Snapshot, resolved: &Resolved) -> ExposureSets {
+pub fn exposure_sets(models: &[ContainerExposure]) -> ExposureSets {
     let mut restricted_key = service_types();
     restricted_key.push(FieldType::Prefix);
     let mut sets = ExposureSets {
@@ -378,31 +380,14 @@ pub fn exposure_sets(snapshot: &Snapshot, resolved: &Resolved) -> ExposureSets {
         translated: NamedSet::set(TRANSLATED_SET, service_types()),
         translated_restricted: NamedSet::interval_set(TRANSLATED_RESTRICTED_SET, restricted_key),
     };
-    for exposure in exposures(snapshot, resolved) {
-        let service = vec![
-            Field::Address(exposure.address),
-            Field::Protocol(exposure.protocol),
-            Field::Port(exposure.port),
-        ];
-        let (open, restricted) = if exposure.direct {
-            (&mut sets.published, &mut sets.restricted)
-        } else {
-            (&mut sets.translated, &mut sets.translated_restricted)
+    for (set, key, _) in models.iter().flat_map(exposure_elements) {
+        let set = match set {
+            PUBLISHED_SET => &mut sets.published,
+            RESTRICTED_SET => &mut sets.restricted,
+            TRANSLATED_SET => &mut sets.translated,
+            _ => &mut sets.translated_restricted,
         };
-        match &exposure.allow_from {
-            None => {
-                open.elements.insert(service, Vec::new());
-            }
-            Some(prefixes) => {
-                // Nested or adjacent prefixes would overlap in the interval set, which the
-                // kernel refuses: merge them first.
-                for prefix in Ipv6Net::aggregate(prefixes) {
-                    let mut key = service.clone();
-                    key.push(Field::Prefix(prefix));
-                    restricted.elements.insert(key, Vec::new());
-                }
-            }
-        }
+        set.elements.insert(key, Vec::new());
     }
     // What a wider set admits is left out of the narrower ones (the wider set's rule comes
     // first, so this changes no verdict, only the element count): a port both published
@@ -419,6 +404,38 @@ pub fn exposure_sets(snapshot: &Snapshot, resolved: &Resolved) -> ExposureSets {
         !published.contains_key(&service(key)) && !translated.contains_key(&service(key))
     });
     sets
+}
+
+/// One container's elements in the exposure sets, before the wider sets are subtracted from
+/// the narrower ones (`exposure_sets` does that over all containers; the incremental planner
+/// per service).
+pub fn exposure_elements(model: &ContainerExposure) -> Vec<SetElement> {
+    let mut out = Vec::new();
+    for exposure in model.exposures() {
+        let service = vec![
+            Field::Address(exposure.address),
+            Field::Protocol(exposure.protocol),
+            Field::Port(exposure.port),
+        ];
+        let (open, restricted) = if exposure.direct {
+            (PUBLISHED_SET, RESTRICTED_SET)
+        } else {
+            (TRANSLATED_SET, TRANSLATED_RESTRICTED_SET)
+        };
+        match &exposure.allow_from {
+            None => out.push((open, service, Vec::new())),
+            Some(prefixes) => {
+                // Nested or adjacent prefixes would overlap in the interval set, which the
+                // kernel refuses: merge them first.
+                for prefix in Ipv6Net::aggregate(prefixes) {
+                    let mut key = service.clone();
+                    key.push(Field::Prefix(prefix));
+                    out.push((restricted, key, Vec::new()));
+                }
+            }
+        }
+    }
+    out
 }
 
 /// (parent address, child address, protocol, port) for every `--link` on a bridge with ICC
@@ -440,33 +457,49 @@ pub fn links_set(snapshot: &Snapshot, resolved: &Resolved) -> NamedSet {
         .map(|c| (c.name.as_str(), c))
         .collect();
     for parent in &snapshot.containers {
-        for child in parent.links.iter().filter_map(|n| by_name.get(n.as_str())) {
-            for (network_id, parent_address, child_address) in shared_addresses(parent, child) {
-                let icc_off = snapshot
-                    .network_by_id(network_id)
-                    .is_some_and(|n| !resolved.network(n).icc);
-                if !icc_off {
-                    continue;
-                }
-                for exposed in &child.exposed {
-                    let key = vec![
-                        Field::Address(parent_address),
-                        Field::Address(child_address),
-                        Field::Protocol(exposed.protocol),
-                        Field::Port(exposed.port),
-                    ];
-                    set.elements.insert(key, Vec::new());
-                }
-            }
-        }
+        let elements = link_elements(snapshot, resolved, parent, |name| {
+            by_name.get(name).copied()
+        });
+        set.elements
+            .extend(elements.into_iter().map(|(_, key, value)| (key, value)));
     }
     set
 }
 
+/// The `links` elements `parent`'s `--link`s make, finding each child by name with `child`.
+pub fn link_elements<'a>(
+    snapshot: &Snapshot,
+    resolved: &Resolved,
+    parent: &Container,
+    child: impl Fn(&str) -> Option<&'a Container>,
+) -> Vec<SetElement> {
+    let mut out = Vec::new();
+    for child in parent.links.iter().filter_map(|n| child(n)) {
+        for (network_id, parent_address, child_address) in shared_addresses(parent, child) {
+            let icc_off = snapshot
+                .network_by_id(network_id)
+                .is_some_and(|n| !resolved.network(n).icc);
+            if !icc_off {
+                continue;
+            }
+            for exposed in &child.exposed {
+                let key = vec![
+                    Field::Address(parent_address),
+                    Field::Address(child_address),
+                    Field::Protocol(exposed.protocol),
+                    Field::Port(exposed.port),
+                ];
+                out.push((LINKS_SET, key, Vec::new()));
+            }
+        }
+    }
+    out
+}
+
 /// Networks two containers share, with each one's IPv6 address there.
 fn shared_addresses<'a>(
-    a: &'a crate::snapshot::Container,
-    b: &'a crate::snapshot::Container,
+    a: &'a Container,
+    b: &'a Container,
 ) -> impl Iterator<Item = (&'a str, std::net::Ipv6Addr, std::net::Ipv6Addr)> {
     a.endpoints.iter().filter_map(move |ea| {
         let eb = b.endpoints.iter().find(|e| e.network_id == ea.network_id)?;

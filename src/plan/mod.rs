@@ -3,31 +3,39 @@
 //!
 //! - `filter`: ICC, isolation, publish-only exposure, internal networks, links;
 //! - `nat`: published ports on the host's IPv6 addresses, hairpin, NAT66;
-//! - `published`: which container address each published port reaches (shared by both);
+//! - `exposure`: what each container exposes over IPv6 and to whom, decided once and read by
+//!   the filter, NAT, the host-port policy (`proxy`) and the audit;
+//! - `incremental`: the same plan kept up to date one container at a time (the daemon);
 //! - `sources`: the source address of a packet belongs to where it came from;
 //! - `layer2`: the bridge table (VLAN-tagged frames, router advertisements from containers);
 //! - `standdown`: whether Docker already firewalls IPv6 here.
 
+mod exposure;
 mod filter;
+pub mod incremental;
+
 mod layer2;
 mod nat;
 mod ndp;
 mod policy;
 mod proxy;
-mod published;
 mod sources;
 mod standdown;
 
+pub use exposure::{Cause, ContainerExposure, Exposure, exposures, port_network};
 pub use nat::nat66_enabled;
-pub use policy::{Cause, Exposure, NetworkRules, Resolved, exposures, resolve, warnings};
-pub use published::{Publication, port_network, publications};
+pub use policy::{NetworkRules, Resolved, resolve, warnings};
 pub use standdown::{StandDown, stand_down_reason};
 
 use std::collections::BTreeSet;
 
 use crate::config::{Defaults, Policy};
-use crate::ruleset::{InterfaceName, Ruleset, TABLE_NAME};
+use crate::ruleset::{Field, InterfaceName, Ruleset, TABLE_NAME};
 use crate::snapshot::{GatewayMode, Snapshot};
+
+/// One element a container contributes: the set (or map) it belongs to, its key and its
+/// value (empty in a set).
+pub type SetElement = (&'static str, Vec<Field>, Vec<Field>);
 
 /// The base chain on the forward hook.
 pub const FORWARD_CHAIN: &str = "forward";
@@ -113,10 +121,11 @@ pub fn plan(snapshot: &Snapshot, inputs: &PlanInputs) -> Ruleset {
     let options = &inputs.options;
     let resolved = policy::resolve(snapshot, inputs);
     let guarded = Guarded::new(snapshot, options);
-    let exposure = filter::exposure_sets(snapshot, &resolved);
+    let models = exposure::models(snapshot, &resolved);
+    let exposure = filter::exposure_sets(&models);
     let links = filter::links_set(snapshot, &resolved);
-    let (dnat_any, dnat_host) = nat::dnat_maps(snapshot, &resolved);
-    let (host_closed, host_allowed) = proxy::host_port_sets(snapshot, &resolved);
+    let (dnat_any, dnat_host) = nat::dnat_maps(&models);
+    let (host_closed, host_allowed) = proxy::host_port_sets(snapshot, &models);
     let mut chains = filter::chains(&filter::FilterInputs {
         snapshot,
         resolved: &resolved,

@@ -19,10 +19,10 @@ use std::net::Ipv6Addr;
 
 use ipnet::Ipv6Net;
 
-use super::policy::{NetworkRules, Resolved, dnat_allowed};
-use super::published::publications;
+use super::exposure::ContainerExposure;
+use super::policy::{NetworkRules, Resolved};
 use super::sources::LINK_LOCAL;
-use super::{Guarded, PlanOptions};
+use super::{Guarded, PlanOptions, SetElement};
 use crate::ruleset::{
     Action, Chain, DNAT_ANY_MAP, DNAT_HOST_MAP, Field, FieldType, Hook, InterfaceName, Match,
     NamedSet, PacketField, Rule,
@@ -36,7 +36,7 @@ pub const POSTROUTING_CHAIN: &str = "postrouting";
 
 /// The DNAT maps: bindings on all addresses keyed by protocol . port, bindings on one host
 /// address keyed by address . protocol . port; both map to container address . port.
-pub fn dnat_maps(snapshot: &Snapshot, resolved: &Resolved) -> (NamedSet, NamedSet) {
+pub fn dnat_maps(models: &[ContainerExposure]) -> (NamedSet, NamedSet) {
     let value = vec![FieldType::Address, FieldType::Port];
     let mut any = NamedSet::map(
         DNAT_ANY_MAP,
@@ -48,33 +48,41 @@ pub fn dnat_maps(snapshot: &Snapshot, resolved: &Resolved) -> (NamedSet, NamedSe
         vec![FieldType::Address, FieldType::Protocol, FieldType::Port],
         value,
     );
-    let allowed = publications(snapshot).into_iter().filter(|p| {
-        resolved.network(p.network).reach().translated()
-            && dnat_allowed(resolved, p.container, p.binding)
-    });
-    for publication in allowed {
-        let binding = publication.binding;
-        let target = vec![
-            Field::Address(publication.address),
-            Field::Port(binding.container_port),
-        ];
-        let service = [
-            Field::Protocol(binding.protocol),
-            Field::Port(binding.host_port),
-        ];
-        let (map, key) = match binding.host_ipv6() {
-            Some(host_ip) => {
-                let mut key = vec![Field::Address(host_ip)];
-                key.extend(service);
-                (&mut host, key)
-            }
-            None => (&mut any, service.to_vec()),
+    for (map, key, target) in models.iter().flat_map(dnat_elements) {
+        let map = if map == DNAT_HOST_MAP {
+            &mut host
+        } else {
+            &mut any
         };
         // Docker never binds one host port twice; should a snapshot say so, the first
         // container (by name) keeps it and the map stays valid.
         map.elements.entry(key).or_insert(target);
     }
     (any, host)
+}
+
+/// One container's DNAT map elements, in binding order (the first binding of a host port
+/// wins, here and across containers).
+pub fn dnat_elements(model: &ContainerExposure) -> Vec<SetElement> {
+    model
+        .translated_bindings()
+        .into_iter()
+        .map(|(binding, address)| {
+            let target = vec![Field::Address(address), Field::Port(binding.container_port)];
+            let service = [
+                Field::Protocol(binding.protocol),
+                Field::Port(binding.host_port),
+            ];
+            match binding.host_ipv6() {
+                Some(host_ip) => {
+                    let mut key = vec![Field::Address(host_ip)];
+                    key.extend(service);
+                    (DNAT_HOST_MAP, key, target)
+                }
+                None => (DNAT_ANY_MAP, service.to_vec(), target),
+            }
+        })
+        .collect()
 }
 
 /// The NAT chains.

@@ -3,28 +3,19 @@
 //! to the Docker host) gets answers from the host for each container address, on the
 //! interface the policy names. Docker never automated this (moby#10919).
 
-use std::collections::BTreeSet;
+use std::net::Ipv6Addr;
 
 use super::policy::Resolved;
 use crate::ruleset::NdpProxies;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Container, Snapshot};
 
 /// One proxy entry per container IPv6 address on every network with `ndp_proxy`.
 pub fn proxies(snapshot: &Snapshot, resolved: &Resolved) -> NdpProxies {
-    let mut entries = BTreeSet::new();
-    for container in &snapshot.containers {
-        for endpoint in &container.endpoints {
-            let Some(network) = snapshot.network_by_id(&endpoint.network_id) else {
-                continue;
-            };
-            let (Some(interface), Some(address)) =
-                (resolved.network(network).ndp_proxy, endpoint.ipv6)
-            else {
-                continue;
-            };
-            entries.insert((interface, address));
-        }
-    }
+    let entries = snapshot
+        .containers
+        .iter()
+        .flat_map(|c| container_entries(snapshot, resolved, c))
+        .collect();
     let owned = snapshot
         .networks
         .iter()
@@ -32,4 +23,25 @@ pub fn proxies(snapshot: &Snapshot, resolved: &Resolved) -> NdpProxies {
         .flat_map(|(interface, n)| n.ipv6_subnets.iter().map(move |s| (interface.clone(), *s)))
         .collect();
     NdpProxies { entries, owned }
+}
+
+/// One container's entries: (interface, address) for each of its addresses on a network with
+/// `ndp_proxy`.
+pub fn container_entries(
+    snapshot: &Snapshot,
+    resolved: &Resolved,
+    container: &Container,
+) -> Vec<(String, Ipv6Addr)> {
+    let mut entries = Vec::new();
+    for endpoint in &container.endpoints {
+        let Some(network) = snapshot.network_by_id(&endpoint.network_id) else {
+            continue;
+        };
+        let (Some(interface), Some(address)) = (resolved.network(network).ndp_proxy, endpoint.ipv6)
+        else {
+            continue;
+        };
+        entries.push((interface, address));
+    }
+    entries
 }

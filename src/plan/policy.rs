@@ -4,14 +4,12 @@
 use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
 
-use ipnet::Ipv6Net;
-
 use super::PlanInputs;
-use super::published::{port_network, publications};
+use super::exposure::port_network;
 use crate::config::{
     ContainerPolicy, container_policy_from_labels, effective_container_policy, unknown_names,
 };
-use crate::snapshot::{Container, GatewayMode, Network, PortBinding, Protocol, Snapshot};
+use crate::snapshot::{Container, GatewayMode, Network, PortBinding, Snapshot};
 
 /// A network's behaviour after policy overrides.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,6 +92,8 @@ impl GatewayReach {
 }
 
 /// Policy resolved against one snapshot.
+///
+/// What each container exposes under it is decided in `exposure`.
 #[derive(Debug, Clone, Default)]
 pub struct Resolved {
     /// By network ID.
@@ -117,12 +117,6 @@ impl Resolved {
     pub fn container(&self, container: &Container) -> Option<&ContainerPolicy> {
         self.containers.get(&container.name)
     }
-
-    /// Whether the policy keeps this container port closed over IPv6.
-    pub fn denied(&self, container: &Container, protocol: Protocol, port: u16) -> bool {
-        self.container(container)
-            .is_some_and(|p| p.deny.iter().any(|d| d.contains(protocol, port)))
-    }
 }
 
 /// What Docker's own options ask for (and the default gateway mode). Docker's
@@ -139,6 +133,24 @@ fn docker_rules(network: &Network, default_gateway_mode: Option<GatewayMode>) ->
 
 /// Apply the policy (and the containers' labels) to `snapshot`.
 pub fn resolve(snapshot: &Snapshot, inputs: &PlanInputs) -> Resolved {
+    let containers = snapshot
+        .containers
+        .iter()
+        .filter_map(|container| {
+            let (effective, _) = container_policy(container, inputs);
+            effective.map(|p| (container.name.clone(), p))
+        })
+        .collect();
+    Resolved {
+        containers,
+        ..resolve_networks(snapshot, inputs)
+    }
+}
+
+/// The policy's networks alone (no container entries): what the incremental planner keeps
+/// between events, resolving each changed container's policy itself
+/// ([`container_policy`]).
+pub fn resolve_networks(snapshot: &Snapshot, inputs: &PlanInputs) -> Resolved {
     let policy = &inputs.policy;
     let networks = snapshot
         .networks
@@ -156,24 +168,16 @@ pub fn resolve(snapshot: &Snapshot, inputs: &PlanInputs) -> Resolved {
             Some((network.id.clone(), rules))
         })
         .collect();
-    let containers = snapshot
-        .containers
-        .iter()
-        .filter_map(|container| {
-            let (effective, _) = container_policy(container, inputs);
-            effective.map(|p| (container.name.clone(), p))
-        })
-        .collect();
     Resolved {
         networks,
-        containers,
+        containers: BTreeMap::new(),
         default_gateway_mode: inputs.options.gateway_mode,
     }
 }
 
 /// The container's effective policy (file entry merged with labels) and what was wrong or
 /// narrowed on the way, as messages naming the container.
-fn container_policy(
+pub(super) fn container_policy(
     container: &Container,
     inputs: &PlanInputs,
 ) -> (Option<ContainerPolicy>, Vec<String>) {
@@ -240,91 +244,4 @@ fn unprotected_policies(snapshot: &Snapshot, resolved: &Resolved) -> Vec<String>
             })
         })
         .collect()
-}
-
-/// A container port reachable over IPv6 on the container's address, and from where.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Exposure<'a> {
-    pub container: &'a Container,
-    pub address: Ipv6Addr,
-    pub protocol: Protocol,
-    pub port: u16,
-    /// `None`: from anywhere. `Some`: only from these prefixes (possibly none).
-    pub allow_from: Option<Vec<Ipv6Net>>,
-    /// Reachable on the container's own address. `false`: only through DNAT on a host
-    /// address (a binding on one host address, or gateway mode `nat`).
-    pub direct: bool,
-    /// Reachable through DNAT on the host port of `cause` (not in gateway mode `routed`).
-    pub translated: bool,
-    /// Why the port is open: a published binding, or the policy's `expose`.
-    pub cause: Cause<'a>,
-}
-
-/// Why a container port is reachable over IPv6.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Cause<'a> {
-    Published(&'a PortBinding),
-    Exposed,
-}
-
-/// Every exposure: published bindings and policy `expose` ports, minus denied ports, with the
-/// container's `allow_from` and how its network's gateway mode lets it be reached.
-pub fn exposures<'a>(snapshot: &'a Snapshot, resolved: &Resolved) -> Vec<Exposure<'a>> {
-    let mut out: Vec<Exposure> = publications(snapshot)
-        .into_iter()
-        .filter(|p| !resolved.denied(p.container, p.binding.protocol, p.binding.container_port))
-        .map(|p| {
-            let reach = resolved.network(p.network).reach();
-            Exposure {
-                container: p.container,
-                address: p.address,
-                protocol: p.binding.protocol,
-                port: p.binding.container_port,
-                allow_from: allowed_sources(resolved, p.container),
-                direct: reach.direct(Some(p.binding)),
-                translated: reach.translated(),
-                cause: Cause::Published(p.binding),
-            }
-        })
-        .collect();
-    for container in &snapshot.containers {
-        let Some(policy) = resolved.container(container) else {
-            continue;
-        };
-        let Some((network, Some(address))) = port_network(snapshot, container) else {
-            continue;
-        };
-        // `expose` opens a port on the container's address; in gateway mode `nat` nothing
-        // is reachable there (and no host port leads to an unpublished port).
-        if !resolved.network(network).reach().direct(None) {
-            continue;
-        }
-        for spec in &policy.expose {
-            out.extend(
-                spec.ports()
-                    .filter(|port| !resolved.denied(container, spec.protocol, *port))
-                    .map(|port| Exposure {
-                        container,
-                        address,
-                        protocol: spec.protocol,
-                        port,
-                        allow_from: policy.allow_from.clone(),
-                        direct: true,
-                        translated: false,
-                        cause: Cause::Exposed,
-                    }),
-            );
-        }
-    }
-    out
-}
-
-fn allowed_sources(resolved: &Resolved, container: &Container) -> Option<Vec<Ipv6Net>> {
-    resolved.container(container)?.allow_from.clone()
-}
-
-/// Whether this binding may be translated (DNAT) to its container: not when the policy denies
-/// the container port.
-pub fn dnat_allowed(resolved: &Resolved, container: &Container, binding: &PortBinding) -> bool {
-    !resolved.denied(container, binding.protocol, binding.container_port)
 }

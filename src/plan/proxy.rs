@@ -10,8 +10,8 @@
 
 use ipnet::Ipv6Net;
 
-use super::policy::{Resolved, dnat_allowed};
-use super::published::publications;
+use super::SetElement;
+use super::exposure::ContainerExposure;
 use crate::ruleset::{
     Action, Chain, Field, FieldType, Hook, InterfaceName, Match, NamedSet, PacketField, Rule,
 };
@@ -26,7 +26,7 @@ pub const HOST_ALLOWED_SET: &str = "host-allowed";
 /// The two sets, filled from the published bindings the policy closes or limits. Keys start
 /// with the host address range the binding listens on (`::/0` for all addresses, a /128 for
 /// one), so a limit on `[::b]:22` never touches the host's own service on `[::a]:22`.
-pub fn host_port_sets(snapshot: &Snapshot, resolved: &Resolved) -> (NamedSet, NamedSet) {
+pub fn host_port_sets(snapshot: &Snapshot, models: &[ContainerExposure]) -> (NamedSet, NamedSet) {
     let mut closed = NamedSet::interval_set(
         HOST_CLOSED_SET,
         vec![FieldType::Prefix, FieldType::Protocol, FieldType::Port],
@@ -40,13 +40,27 @@ pub fn host_port_sets(snapshot: &Snapshot, resolved: &Resolved) -> (NamedSet, Na
             FieldType::Prefix,
         ],
     );
+    for (set, key, _) in models.iter().flat_map(|m| host_port_elements(snapshot, m)) {
+        let set = if set == HOST_CLOSED_SET {
+            &mut closed
+        } else {
+            &mut allowed
+        };
+        set.elements.insert(key, Vec::new());
+    }
+    (closed, allowed)
+}
+
+/// One container's elements in the two sets.
+pub fn host_port_elements(snapshot: &Snapshot, model: &ContainerExposure) -> Vec<SetElement> {
     if !snapshot.daemon.userland_proxy.value {
         // Without docker-proxy nothing serves a host port that is not translated: dockerd only
         // holds it. Nothing to close on the host.
-        return (closed, allowed);
+        return Vec::new();
     }
-    for publication in publications(snapshot) {
-        let binding = publication.binding;
+    let mut out = Vec::new();
+    for limit in model.host_port_limits() {
+        let binding = limit.binding;
         let host_port = vec![
             Field::Prefix(
                 binding
@@ -56,25 +70,14 @@ pub fn host_port_sets(snapshot: &Snapshot, resolved: &Resolved) -> (NamedSet, Na
             Field::Protocol(binding.protocol),
             Field::Port(binding.host_port),
         ];
-        let sources = if dnat_allowed(resolved, publication.container, binding) {
-            match resolved.container(publication.container) {
-                Some(policy) => match &policy.allow_from {
-                    Some(prefixes) => prefixes.clone(),
-                    None => continue,
-                },
-                None => continue,
-            }
-        } else {
-            Vec::new()
-        };
-        for prefix in Ipv6Net::aggregate(&sources) {
+        for prefix in Ipv6Net::aggregate(&limit.sources) {
             let mut key = host_port.clone();
             key.push(Field::Prefix(prefix));
-            allowed.elements.insert(key, Vec::new());
+            out.push((HOST_ALLOWED_SET, key, Vec::new()));
         }
-        closed.elements.insert(host_port, Vec::new());
+        out.push((HOST_CLOSED_SET, host_port, Vec::new()));
     }
-    (closed, allowed)
+    out
 }
 
 /// The input chain, only when some host port is closed or limited: loopback and replies to

@@ -18,7 +18,7 @@
 use ipnet::Ipv6Net;
 
 use crate::ruleset::{Action, Chain, Hook, InterfaceName, Match, Rule};
-use crate::snapshot::{Network, Snapshot};
+use crate::snapshot::{Container, Network, Snapshot};
 
 /// The base chain that checks every packet's source.
 pub const SOURCES_CHAIN: &str = "sources";
@@ -121,29 +121,38 @@ fn from_container_chain(snapshot: &Snapshot) -> Chain {
 /// another's bridge (its replies follow its routes, not the network they came in on): one
 /// accept per (bridge, own address elsewhere). Rules grow only with multi-homed containers.
 fn multihomed_sources(snapshot: &Snapshot) -> Vec<Rule> {
+    snapshot
+        .containers
+        .iter()
+        .flat_map(|c| multihomed_rules(snapshot, c))
+        .collect()
+}
+
+/// One container's accepts for its own addresses on other networks (none unless it has IPv6
+/// addresses on several known networks). The only rules a container adds: the incremental
+/// planner plans the whole table when a change involves any.
+pub fn multihomed_rules(snapshot: &Snapshot, container: &Container) -> Vec<Rule> {
     let mut rules = Vec::new();
-    for container in &snapshot.containers {
-        let attached: Vec<(&Network, std::net::Ipv6Addr)> = container
-            .endpoints
-            .iter()
-            .filter_map(|e| Some((snapshot.network_by_id(&e.network_id)?, e.ipv6?)))
-            .collect();
-        for (from, _) in &attached {
-            for (other, address) in attached.iter().filter(|(n, _)| n.id != from.id) {
-                rules.push(
-                    Rule::new(
-                        vec![
-                            Match::InInterface(InterfaceName::Exact(from.bridge.clone())),
-                            Match::SourceIn(Ipv6Net::from(*address)),
-                        ],
-                        Action::Accept,
-                    )
-                    .comment(format!(
-                        "container {}: its address on network {}",
-                        container.name, other.name
-                    )),
-                );
-            }
+    let attached: Vec<(&Network, std::net::Ipv6Addr)> = container
+        .endpoints
+        .iter()
+        .filter_map(|e| Some((snapshot.network_by_id(&e.network_id)?, e.ipv6?)))
+        .collect();
+    for (from, _) in &attached {
+        for (other, address) in attached.iter().filter(|(n, _)| n.id != from.id) {
+            rules.push(
+                Rule::new(
+                    vec![
+                        Match::InInterface(InterfaceName::Exact(from.bridge.clone())),
+                        Match::SourceIn(Ipv6Net::from(*address)),
+                    ],
+                    Action::Accept,
+                )
+                .comment(format!(
+                    "container {}: its address on network {}",
+                    container.name, other.name
+                )),
+            );
         }
     }
     rules
