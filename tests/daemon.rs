@@ -485,7 +485,7 @@ fn past_the_restore_limit_the_periodic_verify_still_restores() {
 fn sighup_with_broken_settings_keeps_the_rules() {
     let Some(_lock) = system_lock() else { return };
     let _table = TableGuard::clean();
-    let good = std::fs::read_to_string("/run/v6guard-lab/daemon.json").expect("lab daemon.json");
+    let good = std::fs::read_to_string(lab_daemon_json()).expect("lab daemon.json");
     let json = temp_file("sighup-daemon.json", &good);
     let json_arg = json.display().to_string();
     let mut daemon = Daemon::start("sighup", &["--daemon-json", &json_arg]);
@@ -1055,7 +1055,7 @@ fn a_renamed_container_gets_its_new_names_policy() {
 
 /// The lab's daemon.json as it is, and the same with `key` switched from false to true.
 fn lab_daemon_json_with(key: &str) -> (String, String) {
-    let good = std::fs::read_to_string("/run/v6guard-lab/daemon.json").expect("lab daemon.json");
+    let good = std::fs::read_to_string(lab_daemon_json()).expect("lab daemon.json");
     let mut settings: serde_json::Value = serde_json::from_str(&good).expect("lab daemon.json");
     assert_eq!(settings[key], false, "the lab runs with {key} off");
     settings[key] = serde_json::Value::Bool(true);
