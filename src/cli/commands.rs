@@ -22,9 +22,10 @@ pub async fn render(read: &ReadArgs) -> Result<ExitCode, String> {
     let snapshot = load_snapshot(read, &config).await?;
     let ruleset = plan::plan(&snapshot, &inputs);
     log_policy_warnings(&snapshot, &inputs);
-    if let Some(reason) = plan::stand_down_reason(&snapshot) {
+    if let Some(reason) = plan::stand_down(&snapshot, &inputs.options) {
         warn!("apply would refuse: {reason}");
     }
+    log_augment(&snapshot, &inputs);
     print!("{}", nft::render::render_script(&ruleset));
     Ok(ExitCode::SUCCESS)
 }
@@ -51,20 +52,25 @@ pub fn cleanup() -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `apply`: install the ruleset, unless Docker manages IPv6 itself (exit 3) or `--force`.
+/// `apply`: install the ruleset (drops only where Docker manages IPv6 itself, augment mode),
+/// unless `defaults.mode: stand-down` says to stand down there (exit 3); `--force`: the full
+/// ruleset anyway.
 pub async fn apply(read: &ReadArgs, force: bool) -> Result<ExitCode, String> {
     let started = Instant::now();
-    let (config, inputs) = load_inputs(&read.config)?;
+    let (config, mut inputs) = load_inputs(&read.config)?;
+    inputs.options.force_full = force;
     let snapshot = load_snapshot(read, &config).await?;
     if let Some(reason) = plan::stand_down_reason(&snapshot) {
-        if !force {
+        if force {
+            warn!("--force: applying the full ruleset although {reason}");
+        } else if plan::stand_down(&snapshot, &inputs.options).is_some() {
             eprintln!("v6guard: not applying. {reason}");
             return Ok(ExitCode::from(EXIT_STOOD_DOWN));
         }
-        warn!("--force: applying although {reason}");
     }
     let ruleset = plan::plan(&snapshot, &inputs);
     log_policy_warnings(&snapshot, &inputs);
+    log_augment(&snapshot, &inputs);
     v6guard::host::ensure_prerequisites(&ruleset);
     nft::apply(&ruleset).map_err(|e| e.to_string())?;
     v6guard::ndp::sync(&ruleset.ndp)
@@ -77,6 +83,15 @@ pub async fn apply(read: &ReadArgs, force: bool) -> Result<ExitCode, String> {
         ruleset.table
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Say so when the plan is augment mode's drops only.
+fn log_augment(snapshot: &Snapshot, inputs: &PlanInputs) {
+    if plan::augment::active(snapshot, &inputs.options) {
+        info!(
+            "augment mode: Docker's own rules decide IPv6; v6guard adds only the drops its              policies ask for (deny, allow_from)"
+        );
+    }
 }
 
 /// Malformed labels, labels narrowed by a policy file, policy names matching nothing.

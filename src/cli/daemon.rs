@@ -26,7 +26,13 @@ pub async fn daemon(args: DaemonArgs) -> Result<ExitCode, String> {
         force: args.force,
     };
     let files = args.config;
-    let reload = move || load_inputs(&files).map(|(_, inputs)| inputs);
+    let force = args.force;
+    let reload = move || {
+        load_inputs(&files).map(|(_, mut inputs)| {
+            inputs.options.force_full = force;
+            inputs
+        })
+    };
     daemon::run(options, reload)
         .await
         .map_err(|e| e.to_string())?;
