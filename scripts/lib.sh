@@ -10,6 +10,8 @@
 #   v6g_stop_dockerd            stop only a dockerd that this library started (either engine)
 #   v6g_trixie_build            build (once, cached) the Debian 13 root with docker.io 26.1.5
 #   v6g_engine_env              print `export ...` lines pointing clients at V6G_ENGINE's dockerd
+#   (V6G_DOCKERD_NETNS=NS with V6G_ENGINE=26: start dockerd inside network namespace NS;
+#    V6G_IP6TABLES=true: Docker firewalls IPv6 itself)
 #   v6g_ensure_image            build local image v6guard-lab/busybox:latest if missing
 #   v6g_outside_up NAME         netns NAME = "outside world" 2001:db8:76::2, routed via host
 #   v6g_outside_down NAME       remove netns NAME and its host veth (idempotent)
@@ -132,10 +134,10 @@ v6g__our_dockerd_pid() {
 
 # The lab daemon's config. V6G_USERLAND_PROXY=true|false (default false) picks the proxy mode,
 # V6G_IP6TABLES=true|false (default false) whether Docker firewalls IPv6 itself (augment mode's
-# tests); Docker 26 accepts ip6tables only with experimental on.
+# tests); Docker before 27 accepts ip6tables only with experimental on.
 v6g__lab_daemon_json() {
     local experimental=""
-    if [[ "$V6G_ENGINE" == 26 && "${V6G_IP6TABLES:-false}" == true ]]; then
+    if [[ "${V6G_IP6TABLES:-false}" == true ]]; then
         experimental=$',\n  "experimental": true'
     fi
     printf '{\n  "ipv6": true,\n  "fixed-cidr-v6": "fd76:6700:0:1::/64",\n  "icc": false,\n  "userland-proxy": %s,\n  "ip6tables": %s%s\n}\n' \
@@ -179,7 +181,8 @@ v6g_ensure_dockerd() {
     # Never two dockerds at once: they would fight over docker0 and the iptables chains.
     v6g__stop_trixie_dockerd
     v6g__write_daemon_json
-    v6g__host_prepare
+    local netns=()
+    v6g__dockerd_netns
 
     local pid
     if pid=$(v6g__our_dockerd_pid); then
@@ -188,11 +191,24 @@ v6g_ensure_dockerd() {
         rm -f "$V6G_DOCKERD_PID"
         v6g_log "starting dockerd --config-file $V6G_DAEMON_JSON (log $V6G_DOCKERD_LOG)"
         # setsid: own session, so it survives the calling script / its process group.
-        setsid "$DOCKERD" --config-file "$V6G_DAEMON_JSON" --pidfile "$V6G_DOCKERD_PID" \
+        setsid "${netns[@]}" "$DOCKERD" --config-file "$V6G_DAEMON_JSON" --pidfile "$V6G_DOCKERD_PID" \
             </dev/null >>"$V6G_DOCKERD_LOG" 2>&1 &
         pid=$!
     fi
     v6g__wait_dockerd "$pid" "$V6G_DOCKERD_PID" "$V6G_DOCKERD_LOG"
+}
+
+# Set the caller's `netns` array to the command prefix that runs dockerd in
+# V6G_DOCKERD_NETNS (empty: the host's namespace), and prepare that namespace. In its own
+# namespace, whatever Docker writes (ip6tables too) goes away with the namespace, and the
+# host's tables never see it.
+v6g__dockerd_netns() {
+    if [[ -z "${V6G_DOCKERD_NETNS:-}" ]]; then
+        v6g__host_prepare
+        return
+    fi
+    netns=(ip netns exec "$V6G_DOCKERD_NETNS")
+    "${netns[@]}" bash -c ". '$(readlink -f "${BASH_SOURCE[0]}")' && v6g__host_prepare"
 }
 
 # What both engines need from the host before dockerd starts.
@@ -330,14 +346,15 @@ v6g__ensure_trixie_dockerd() {
         rm -f "$V6G_DOCKERD_PID"
     fi
     v6g__write_daemon_json
-    v6g__host_prepare
+    local netns=()
+    v6g__dockerd_netns
     mkdir -p "$V6G_TRIXIE_RUN"
     rm -f "$V6G_TRIXIE_RUN/docker.pid" "$V6G_TRIXIE_SOCK"
     local root
     root=$(readlink -f "$V6G_TRIXIE_ROOT")
-    v6g_log "starting dockerd 26 in $root (config $V6G_DAEMON_JSON, log $V6G_TRIXIE_LOG)"
+    v6g_log "starting dockerd 26 in $root${V6G_DOCKERD_NETNS:+, network namespace $V6G_DOCKERD_NETNS} (config $V6G_DAEMON_JSON, log $V6G_TRIXIE_LOG)"
     # shellcheck disable=SC2016  # expanded by the inner shell
-    setsid unshare --mount --propagation private -- sh -c '
+    setsid "${netns[@]}" unshare --mount --propagation private -- sh -c '
         set -e
         root=$1 run=$2
         mount --bind "$root" "$root"

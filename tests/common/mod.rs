@@ -413,7 +413,7 @@ pub fn host_connects(address: &str, port: u16) -> bool {
 
 /// `PROGRAM ARGS... nc -z -w 2 ADDRESS PORT` (or plain `nc ...` when PROGRAM is nc): whether a
 /// TCP connection succeeds within 2 s.
-fn tcp_probe(program: &str, prefix: &[&str], address: &str, port: u16) -> bool {
+pub fn tcp_probe(program: &str, prefix: &[&str], address: &str, port: u16) -> bool {
     let port = port.to_string();
     let probe = ["-z", "-w", "2", address, &port];
     let mut args: Vec<&str> = prefix.to_vec();
