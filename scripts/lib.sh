@@ -191,8 +191,11 @@ v6g_ensure_dockerd() {
         rm -f "$V6G_DOCKERD_PID"
         v6g_log "starting dockerd --config-file $V6G_DAEMON_JSON (log $V6G_DOCKERD_LOG)"
         # setsid: own session, so it survives the calling script / its process group.
-        setsid "${netns[@]}" "$DOCKERD" --config-file "$V6G_DAEMON_JSON" --pidfile "$V6G_DOCKERD_PID" \
-            </dev/null >>"$V6G_DOCKERD_LOG" 2>&1 &
+        (
+            v6g__close_inherited_fds
+            exec setsid "${netns[@]}" "$DOCKERD" --config-file "$V6G_DAEMON_JSON" \
+                --pidfile "$V6G_DOCKERD_PID"
+        ) </dev/null >>"$V6G_DOCKERD_LOG" 2>&1 &
         pid=$!
     fi
     v6g__wait_dockerd "$pid" "$V6G_DOCKERD_PID" "$V6G_DOCKERD_LOG"
@@ -209,6 +212,19 @@ v6g__dockerd_netns() {
     fi
     netns=(ip netns exec "$V6G_DOCKERD_NETNS")
     "${netns[@]}" bash -c ". '$(readlink -f "${BASH_SOURCE[0]}")' && v6g__host_prepare"
+}
+
+# Close every descriptor above 2 this shell inherited, before it execs dockerd: a dockerd
+# outlives its caller, and one started under `flock /run/v6guard-tests.lock` would otherwise
+# hold the test lock (and block every other test run) for as long as it runs.
+v6g__close_inherited_fds() {
+    local fd
+    for fd in /proc/"$BASHPID"/fd/*; do
+        fd=${fd##*/}
+        if [[ "$fd" =~ ^[0-9]+$ ]] && ((fd > 2)); then
+            eval "exec $fd>&-" 2>/dev/null || true
+        fi
+    done
 }
 
 # What both engines need from the host before dockerd starts.
@@ -354,7 +370,9 @@ v6g__ensure_trixie_dockerd() {
     root=$(readlink -f "$V6G_TRIXIE_ROOT")
     v6g_log "starting dockerd 26 in $root${V6G_DOCKERD_NETNS:+, network namespace $V6G_DOCKERD_NETNS} (config $V6G_DAEMON_JSON, log $V6G_TRIXIE_LOG)"
     # shellcheck disable=SC2016  # expanded by the inner shell
-    setsid "${netns[@]}" unshare --mount --propagation private -- sh -c '
+    (
+    v6g__close_inherited_fds
+    exec setsid "${netns[@]}" unshare --mount --propagation private -- sh -c '
         set -e
         root=$1 run=$2
         mount --bind "$root" "$root"
@@ -363,7 +381,8 @@ v6g__ensure_trixie_dockerd() {
         mount --rbind /dev "$root/dev"
         mount --bind "$run" "$root/run"
         exec chroot "$root" /usr/sbin/dockerd
-    ' v6g-dockerd26 "$root" "$V6G_TRIXIE_RUN" </dev/null >>"$V6G_TRIXIE_LOG" 2>&1 &
+    ' v6g-dockerd26 "$root" "$V6G_TRIXIE_RUN"
+    ) </dev/null >>"$V6G_TRIXIE_LOG" 2>&1 &
     v6g__wait_dockerd "$!" "$V6G_TRIXIE_RUN/docker.pid" "$V6G_TRIXIE_LOG"
 }
 

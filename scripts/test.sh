@@ -54,7 +54,7 @@ for engine in "${engines[@]}"; do
     else
         # The 20.10 dockerd is down while 26 runs: hold the test lock for the whole window
         # (the tests know, V6G_TESTS_LOCK_HELD) and bring 20.10 back before letting go.
-        flock /run/v6guard-tests.lock bash scripts/with-engine-26.sh \
+        flock -o /run/v6guard-tests.lock bash scripts/with-engine-26.sh \
             cargo test --locked "${targets[@]}" "$@"
     fi
 done

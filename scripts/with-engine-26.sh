@@ -2,7 +2,9 @@
 # Run one command against the Debian 13 engine (docker.io 26.1.5), then put the 20.10 lab
 # dockerd back, even when the command fails. Call it holding /run/v6guard-tests.lock:
 #
-#   flock /run/v6guard-tests.lock scripts/with-engine-26.sh CMD [ARGS...]
+#   flock -o /run/v6guard-tests.lock scripts/with-engine-26.sh CMD [ARGS...]
+#
+# (-o: the lock stays with flock itself, so no dockerd started here inherits it.)
 #
 # The command's environment points at engine 26 (DOCKER_HOST, V6G_ENGINE,
 # V6G_LAB_DAEMON_JSON) and says the test lock is held (V6G_TESTS_LOCK_HELD=1), so the tests
