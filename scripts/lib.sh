@@ -210,7 +210,9 @@ v6g__dockerd_netns() {
         v6g__host_prepare
         return
     fi
-    netns=(ip netns exec "$V6G_DOCKERD_NETNS")
+    # nsenter, not `ip netns exec`: that remounts /sys for the namespace, without the
+    # cgroup mounts dockerd needs.
+    netns=(nsenter --net="/run/netns/$V6G_DOCKERD_NETNS")
     "${netns[@]}" bash -c ". '$(readlink -f "${BASH_SOURCE[0]}")' && v6g__host_prepare"
 }
 
