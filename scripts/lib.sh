@@ -292,16 +292,23 @@ v6g_stop_dockerd() {
     rm -f "$V6G_DOCKERD_PID"
 }
 
+# Whether PID runs (a zombie, exited but not reaped by its parent, does not).
+v6g__pid_alive() {
+    local state
+    state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
+    [[ -n "$state" && "$state" != Z ]]
+}
+
 # TERM, wait up to 30 s, then KILL.
 v6g__stop_pid() {
     local pid=$1 i
     v6g_log "stopping dockerd pid $pid"
     kill -TERM "$pid" 2>/dev/null || true
     for ((i = 0; i < 60; i++)); do
-        [[ -d /proc/$pid ]] || break
+        v6g__pid_alive "$pid" || break
         sleep 0.5
     done
-    if [[ -d /proc/$pid ]]; then
+    if v6g__pid_alive "$pid"; then
         v6g_log "dockerd pid $pid did not exit after 30s; sending KILL"
         kill -KILL "$pid" 2>/dev/null || true
         sleep 1

@@ -137,7 +137,7 @@ impl ProcessView {
     }
 }
 
-/// Find dockerd among the running processes (the first one, by pid).
+/// Find dockerd among the running processes (the first one, by pid, that is not a zombie).
 pub fn find_dockerd() -> Option<DockerdProcess> {
     let mut pids: Vec<u32> = fs::read_dir("/proc")
         .ok()?
@@ -150,6 +150,11 @@ pub fn find_dockerd() -> Option<DockerdProcess> {
             return None;
         }
         let raw = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        // A zombie (an exited dockerd its parent has not reaped yet) has no command line,
+        // and no settings: the running dockerd is another process.
+        if raw.is_empty() {
+            return None;
+        }
         let args = raw
             .split(|b| *b == 0)
             .skip(1)

@@ -40,7 +40,7 @@ fn runtime() -> tokio::runtime::Runtime {
 fn listeners_when(container: &Container, ready: impl Fn(&[Listener]) -> bool) -> Vec<Listener> {
     let id = id_of(container);
     let pids = runtime().block_on(async {
-        let client = v6guard::docker::connect(v6guard::docker::DEFAULT_SOCKET)
+        let client = v6guard::docker::connect(&common::docker_host())
             .await
             .expect("connect to dockerd");
         v6guard::docker::read_pids(&client, std::slice::from_ref(&id))
@@ -134,7 +134,7 @@ fn host_network_containers_are_in_the_snapshot_with_their_mode() {
     );
     let ids = [id_of(&host), id_of(&web), id_of(&sidecar)];
     let containers = runtime().block_on(async {
-        let client = v6guard::docker::connect(v6guard::docker::DEFAULT_SOCKET)
+        let client = v6guard::docker::connect(&common::docker_host())
             .await
             .expect("connect to dockerd");
         v6guard::docker::read_containers_by_id(&client, &ids)

@@ -105,6 +105,12 @@ pub fn engine() -> &'static str {
     }
 }
 
+/// The endpoint of the engine under test: `DOCKER_HOST` (scripts/test.sh sets it for Docker
+/// 26), else the default socket.
+pub fn docker_host() -> String {
+    std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".to_string())
+}
+
 /// The lab dockerd's daemon.json as seen from the host: /run/v6guard-lab/daemon.json for
 /// 20.10, the file under the Debian 13 root for 26 (`V6G_LAB_DAEMON_JSON`).
 pub fn lab_daemon_json() -> PathBuf {
