@@ -111,6 +111,14 @@ pub fn docker_host() -> String {
     std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".to_string())
 }
 
+/// Whether an nft listing holds an accept verdict in a rule (a base chain's `policy accept`
+/// is no rule).
+pub fn has_accept_rule(listing: &str) -> bool {
+    listing
+        .lines()
+        .any(|line| line.contains("accept") && !line.contains("policy accept;"))
+}
+
 /// The lab dockerd's daemon.json as seen from the host: /run/v6guard-lab/daemon.json for
 /// 20.10, the file under the Debian 13 root for 26 (`V6G_LAB_DAEMON_JSON`).
 pub fn lab_daemon_json() -> PathBuf {
