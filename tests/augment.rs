@@ -130,7 +130,10 @@ impl AugmentLab {
                 kept.push(line);
             }
         }
-        normalize_listing(&kept.join("\n"))
+        kept.iter()
+            .map(|line| without_counters(line))
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 }
 
@@ -144,6 +147,22 @@ impl Drop for AugmentLab {
             &["-c", &format!(". {} && v6g_restart_dockerd", lib.display())],
         );
     }
+}
+
+/// A listing line with `counter packets N bytes M` read as `counter` (traffic counts change,
+/// rules do not), whitespace collapsed.
+fn without_counters(line: &str) -> String {
+    let mut words = Vec::new();
+    let mut rest = line.split_whitespace();
+    while let Some(word) = rest.next() {
+        if word == "packets" && words.last() == Some(&"counter") {
+            // Skip `N bytes M`.
+            rest.nth(2);
+            continue;
+        }
+        words.push(word);
+    }
+    words.join(" ")
 }
 
 /// Which of the probes reach their port from outside, as `address:port open|closed` lines.
