@@ -5,8 +5,13 @@
 #
 # Functions:
 #   v6g_install_packages        idempotent apt install of the lab's packages
-#   v6g_ensure_dockerd          use a running dockerd, or start our own (see below)
-#   v6g_stop_dockerd            stop only a dockerd that this library started
+#   v6g_ensure_dockerd          use a running dockerd, or start our own (see below); with
+#                               V6G_ENGINE=26, stop our 20.10 and start Debian 13's 26.1.5
+#   v6g_stop_dockerd            stop only a dockerd that this library started (either engine)
+#   v6g_trixie_build            build (once, cached) the Debian 13 root with docker.io 26.1.5
+#   v6g_engine_env              print `export ...` lines pointing clients at V6G_ENGINE's dockerd
+#   (V6G_DOCKERD_NETNS=NS with V6G_ENGINE=26: start dockerd inside network namespace NS;
+#    V6G_IP6TABLES=true: Docker firewalls IPv6 itself)
 #   v6g_ensure_image            build local image v6guard-lab/busybox:latest if missing
 #   v6g_outside_up NAME         netns NAME = "outside world" 2001:db8:76::2, routed via host
 #   v6g_outside_down NAME       remove netns NAME and its host veth (idempotent)
@@ -29,7 +34,9 @@ V6G_LIB_SOURCED=1
 : "${DOCKER:=/usr/bin/docker}"
 : "${DOCKERD:=/usr/sbin/dockerd}"
 V6G_LAB_DIR=/run/v6guard-lab
-V6G_DAEMON_JSON=$V6G_LAB_DIR/daemon.json
+# The 20.10 lab dockerd's config (V6G_DAEMON_JSON: the selected engine's).
+V6G_DAEMON_JSON_2010=$V6G_LAB_DIR/daemon.json
+V6G_DAEMON_JSON=$V6G_DAEMON_JSON_2010
 V6G_DOCKERD_LOG=$V6G_LAB_DIR/dockerd.log
 V6G_DOCKERD_PID=$V6G_LAB_DIR/dockerd.pid
 V6G_IMAGE=v6guard-lab/busybox:latest
@@ -46,6 +53,26 @@ V6G_OUTSIDE_NET4=198.51.100.0/24
 V6G_OUTSIDE_HOST_ADDR4=198.51.100.1
 V6G_OUTSIDE_NS_ADDR4=198.51.100.2
 
+# Which engine the lab runs: 20.10 (the host's Debian 12 docker.io) or 26 (Debian 13's
+# docker.io 26.1.5 in a chroot, see "Debian 13 engine" below). Never both at once.
+: "${V6G_ENGINE:=20.10}"
+# The Debian 13 root, cached outside the repository and rebuilt when missing.
+: "${V6G_TRIXIE_ROOT:=/var/cache/v6guard-lab/trixie}"
+# The chroot's /run: a host directory, so the socket and pidfile are reachable from here.
+V6G_TRIXIE_RUN=$V6G_LAB_DIR/trixie-run
+V6G_TRIXIE_SOCK=$V6G_TRIXIE_RUN/docker.sock
+V6G_TRIXIE_LOG=$V6G_LAB_DIR/dockerd-26.log
+V6G_TRIXIE_PKGS=docker.io,iptables,iproute2,ca-certificates
+
+if [[ "$V6G_ENGINE" == 26 ]]; then
+    # dockerd 26 reads its default config file under its own root; v6guard finds it there.
+    V6G_DAEMON_JSON=$V6G_TRIXIE_ROOT/etc/docker/daemon.json
+    export DOCKER_HOST=unix://$V6G_TRIXIE_SOCK
+elif [[ "$V6G_ENGINE" != 20.10 ]]; then
+    printf '[v6g] ERROR: V6G_ENGINE=%s: expected 20.10 or 26\n' "$V6G_ENGINE" >&2
+    return 1
+fi
+
 v6g_log() { printf '[v6g] %s\n' "$*" >&2; }
 v6g_die() { printf '[v6g] ERROR: %s\n' "$*" >&2; return 1; }
 
@@ -55,6 +82,7 @@ v6g_die() { printf '[v6g] ERROR: %s\n' "$*" >&2; return 1; }
 # netcat-openbsd is not in the original list: Debian's busybox-static `nc` has
 # no UDP (-u) support, so the image carries OpenBSD netcat (+ its libs) as `nc`.
 V6G_PACKAGES=(docker.io nftables busybox-static iproute2 libnftnl-dev libmnl-dev
+              debootstrap  # the Debian 13 engine's root
               pkg-config curl netcat-openbsd ansible-core python3-apt dpkg-dev  # packaging
               lintian ansible-lint  # tests/packaging.rs lints the .deb and the role
               linux-libc-dev  # tests/hardening.rs: system-call numbers for its seccomp filter
@@ -102,18 +130,24 @@ v6g__our_dockerd_pid() {
     [[ -r "$V6G_DOCKERD_PID" ]] || return 1
     pid=$(tr -dc '0-9' <"$V6G_DOCKERD_PID")
     [[ -n "$pid" && -r /proc/$pid/cmdline ]] || return 1
-    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "--config-file $V6G_DAEMON_JSON" || return 1
+    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "--config-file $V6G_DAEMON_JSON_2010" || return 1
     printf '%s\n' "$pid"
 }
 
-# The lab daemon's config. V6G_USERLAND_PROXY=true|false (default false) picks the proxy mode.
+# The lab daemon's config. V6G_USERLAND_PROXY=true|false (default false) picks the proxy mode,
+# V6G_IP6TABLES=true|false (default false) whether Docker firewalls IPv6 itself (augment mode's
+# tests); Docker before 27 accepts ip6tables only with experimental on.
 v6g__lab_daemon_json() {
-    printf '{\n  "ipv6": true,\n  "fixed-cidr-v6": "fd76:6700:0:1::/64",\n  "icc": false,\n  "userland-proxy": %s,\n  "ip6tables": false\n}\n' \
-        "${V6G_USERLAND_PROXY:-false}"
+    local experimental=""
+    if [[ "${V6G_IP6TABLES:-false}" == true ]]; then
+        experimental=$',\n  "experimental": true'
+    fi
+    printf '{\n  "ipv6": true,\n  "fixed-cidr-v6": "fd76:6700:0:1::/64",\n  "icc": false,\n  "userland-proxy": %s,\n  "ip6tables": %s%s\n}\n' \
+        "${V6G_USERLAND_PROXY:-false}" "${V6G_IP6TABLES:-false}" "$experimental"
 }
 
 v6g__write_daemon_json() {
-    mkdir -p "$V6G_LAB_DIR"
+    mkdir -p "$V6G_LAB_DIR" "$(dirname "$V6G_DAEMON_JSON")"
     local want
     want=$(v6g__lab_daemon_json)
     if [[ ! -f "$V6G_DAEMON_JSON" ]] || [[ "$(cat "$V6G_DAEMON_JSON")" != "$want" ]]; then
@@ -124,7 +158,7 @@ v6g__write_daemon_json() {
 # v6g_restart_dockerd: restart our lab dockerd so it picks up V6G_USERLAND_PROXY.
 # Only for a dockerd this library started.
 v6g_restart_dockerd() {
-    if v6g_docker_up && ! v6g__our_dockerd_pid >/dev/null; then
+    if v6g_docker_up && ! v6g__our_engine_pid >/dev/null; then
         v6g_die "the running dockerd was not started by scripts/lib.sh; not restarting it"; return 1
     fi
     v6g_stop_dockerd
@@ -133,6 +167,10 @@ v6g_restart_dockerd() {
 }
 
 v6g_ensure_dockerd() {
+    if [[ "$V6G_ENGINE" == 26 ]]; then
+        v6g__ensure_trixie_dockerd
+        return
+    fi
     if v6g_docker_up; then
         if v6g__our_dockerd_pid >/dev/null; then
             v6g_log "dockerd (started by v6g lib, pid $(v6g__our_dockerd_pid)) is running"
@@ -142,8 +180,59 @@ v6g_ensure_dockerd() {
         return 0
     fi
 
+    # Never two dockerds at once: they would fight over docker0 and the iptables chains.
+    v6g__stop_trixie_dockerd
     v6g__write_daemon_json
+    local netns=()
+    v6g__dockerd_netns
 
+    local pid
+    if pid=$(v6g__our_dockerd_pid); then
+        v6g_log "our dockerd (pid $pid) exists but does not answer yet; waiting"
+    else
+        rm -f "$V6G_DOCKERD_PID"
+        v6g_log "starting dockerd --config-file $V6G_DAEMON_JSON (log $V6G_DOCKERD_LOG)"
+        # setsid: own session, so it survives the calling script / its process group.
+        (
+            v6g__close_inherited_fds
+            exec setsid "${netns[@]}" "$DOCKERD" --config-file "$V6G_DAEMON_JSON" \
+                --pidfile "$V6G_DOCKERD_PID"
+        ) </dev/null >>"$V6G_DOCKERD_LOG" 2>&1 &
+        pid=$!
+    fi
+    v6g__wait_dockerd "$pid" "$V6G_DOCKERD_PID" "$V6G_DOCKERD_LOG"
+}
+
+# Set the caller's `netns` array to the command prefix that runs dockerd in
+# V6G_DOCKERD_NETNS (empty: the host's namespace), and prepare that namespace. In its own
+# namespace, whatever Docker writes (ip6tables too) goes away with the namespace, and the
+# host's tables never see it.
+v6g__dockerd_netns() {
+    if [[ -z "${V6G_DOCKERD_NETNS:-}" ]]; then
+        v6g__host_prepare
+        return
+    fi
+    # nsenter, not `ip netns exec`: that remounts /sys for the namespace, without the
+    # cgroup mounts dockerd needs.
+    netns=(nsenter --net="/run/netns/$V6G_DOCKERD_NETNS")
+    "${netns[@]}" bash -c ". '$(readlink -f "${BASH_SOURCE[0]}")' && v6g__host_prepare"
+}
+
+# Close every descriptor above 2 this shell inherited, before it execs dockerd: a dockerd
+# outlives its caller, and one started under `flock /run/v6guard-tests.lock` would otherwise
+# hold the test lock (and block every other test run) for as long as it runs.
+v6g__close_inherited_fds() {
+    local fd
+    for fd in /proc/"$BASHPID"/fd/*; do
+        fd=${fd##*/}
+        if [[ "$fd" =~ ^[0-9]+$ ]] && ((fd > 2)); then
+            eval "exec $fd>&-" 2>/dev/null || true
+        fi
+    done
+}
+
+# What both engines need from the host before dockerd starts.
+v6g__host_prepare() {
     # Forwarding on *before* dockerd starts, so dockerd does not flip it itself
     # (and with it an ip6 FORWARD DROP policy).
     sysctl -q -w net.ipv6.conf.all.forwarding=1 >/dev/null
@@ -159,65 +248,172 @@ v6g_ensure_dockerd() {
     else
         v6g_log "br_netfilter NOT present (/proc/sys/net/bridge/bridge-nf-call-ip6tables missing)"
     fi
+}
 
-    local pid
-    if pid=$(v6g__our_dockerd_pid); then
-        v6g_log "our dockerd (pid $pid) exists but does not answer yet; waiting"
-    else
-        rm -f "$V6G_DOCKERD_PID"
-        v6g_log "starting dockerd --config-file $V6G_DAEMON_JSON (log $V6G_DOCKERD_LOG)"
-        # setsid: own session, so it survives the calling script / its process group.
-        # Descriptors above 2 are closed first: a caller running under
-        # `flock /run/v6guard-tests.lock` would otherwise hand its lock to dockerd (and
-        # containerd), which then hold it for as long as they run, and every real-system
-        # test waits forever.
-        (
-            for fd in /proc/self/fd/*; do
-                fd=${fd##*/}
-                if ((fd > 2)); then eval "exec $fd>&-" 2>/dev/null; fi
-            done
-            exec setsid "$DOCKERD" --config-file "$V6G_DAEMON_JSON" --pidfile "$V6G_DOCKERD_PID" \
-                </dev/null >>"$V6G_DOCKERD_LOG" 2>&1
-        ) &
-        pid=$!
-    fi
-
-    local i
+# v6g__wait_dockerd PID PIDFILE LOG: wait up to 30 s for the started dockerd to answer.
+v6g__wait_dockerd() {
+    local pid=$1 pidfile=$2 log=$3 i
     for ((i = 0; i < 60; i++)); do
         if v6g_docker_up; then
-            v6g_log "dockerd is up (pid $(cat "$V6G_DOCKERD_PID" 2>/dev/null || echo "$pid"))"
+            v6g_log "dockerd is up (pid $(cat "$pidfile" 2>/dev/null || echo "$pid"))"
             return 0
         fi
         # (setsid may fork when called from a job-control shell, so also accept
         # the pid dockerd wrote itself; give it a short grace period)
-        if ((i > 6)) && [[ ! -d /proc/$pid ]] && ! v6g__our_dockerd_pid >/dev/null; then
+        if ((i > 6)) && [[ ! -d /proc/$pid ]] && ! v6g__our_engine_pid >/dev/null; then
             break
         fi
         sleep 0.5
     done
-    v6g_log "dockerd did not come up; last lines of $V6G_DOCKERD_LOG:"
-    tail -n 30 "$V6G_DOCKERD_LOG" >&2 || true
+    v6g_log "dockerd did not come up; last lines of $log:"
+    tail -n 30 "$log" >&2 || true
     return 1
 }
 
+# The pid of the lab dockerd of the selected engine, if running.
+v6g__our_engine_pid() {
+    if [[ "$V6G_ENGINE" == 26 ]]; then
+        v6g__trixie_dockerd_pid
+    else
+        v6g__our_dockerd_pid
+    fi
+}
+
+# Stop the lab dockerd of the selected engine (only one this library started).
 v6g_stop_dockerd() {
-    local pid i
+    if [[ "$V6G_ENGINE" == 26 ]]; then
+        v6g__stop_trixie_dockerd
+        return
+    fi
+    local pid
     if ! pid=$(v6g__our_dockerd_pid); then
         v6g_log "no dockerd started by v6g lib is running; nothing to stop"
         return 0
     fi
+    v6g__stop_pid "$pid"
+    rm -f "$V6G_DOCKERD_PID"
+}
+
+# Whether PID runs (a zombie, exited but not reaped by its parent, does not).
+v6g__pid_alive() {
+    local state
+    state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
+    [[ -n "$state" && "$state" != Z ]]
+}
+
+# TERM, wait up to 30 s, then KILL.
+v6g__stop_pid() {
+    local pid=$1 i
     v6g_log "stopping dockerd pid $pid"
     kill -TERM "$pid" 2>/dev/null || true
     for ((i = 0; i < 60; i++)); do
-        [[ -d /proc/$pid ]] || break
+        v6g__pid_alive "$pid" || break
         sleep 0.5
     done
-    if [[ -d /proc/$pid ]]; then
+    if v6g__pid_alive "$pid"; then
         v6g_log "dockerd pid $pid did not exit after 30s; sending KILL"
         kill -KILL "$pid" 2>/dev/null || true
         sleep 1
     fi
-    rm -f "$V6G_DOCKERD_PID"
+}
+
+# --------------------------------------------------------------------------
+# Debian 13 engine: docker.io 26.1.5 in a chroot, in the host's network namespace
+# --------------------------------------------------------------------------
+# The root is made by debootstrap from Debian's own packages (about a minute) and cached in
+# V6G_TRIXIE_ROOT. dockerd runs in a private mount namespace (its mounts vanish with it):
+# the root bind-mounted on itself so dockerd can pivot containers' roots, /proc /sys /dev
+# bound recursively, and its /run a host directory so clients here reach its socket. It
+# reads its default config file, $V6G_TRIXIE_ROOT/etc/docker/daemon.json, as dockerd sees it.
+
+v6g_trixie_build() {
+    if [[ -x "$V6G_TRIXIE_ROOT/usr/sbin/dockerd" ]]; then
+        return 0
+    fi
+    command -v debootstrap >/dev/null 2>&1 || { v6g_die "debootstrap is missing (apt-get install debootstrap)"; return 1; }
+    local tmp=$V6G_TRIXIE_ROOT.tmp
+    rm -rf "$tmp"
+    mkdir -p "$(dirname "$V6G_TRIXIE_ROOT")"
+    v6g_log "building the Debian 13 root in $V6G_TRIXIE_ROOT (debootstrap, about a minute)"
+    if ! debootstrap --variant=minbase --include="$V6G_TRIXIE_PKGS" trixie "$tmp" \
+            http://deb.debian.org/debian >"$V6G_TRIXIE_ROOT.log" 2>&1; then
+        tail -n 20 "$V6G_TRIXIE_ROOT.log" >&2
+        rm -rf "$tmp"
+        v6g_die "debootstrap trixie failed (log $V6G_TRIXIE_ROOT.log)"; return 1
+    fi
+    rm -rf "$V6G_TRIXIE_ROOT"
+    mv "$tmp" "$V6G_TRIXIE_ROOT"
+    v6g_log "built $V6G_TRIXIE_ROOT ($(chroot "$V6G_TRIXIE_ROOT" /usr/sbin/dockerd --version))"
+}
+
+# The pid of a running dockerd whose root is V6G_TRIXIE_ROOT.
+v6g__trixie_dockerd_pid() {
+    local pid root
+    [[ -r "$V6G_TRIXIE_RUN/docker.pid" ]] || return 1
+    pid=$(tr -dc '0-9' <"$V6G_TRIXIE_RUN/docker.pid")
+    [[ -n "$pid" && -d /proc/$pid ]] || return 1
+    root=$(readlink "/proc/$pid/root" 2>/dev/null) || return 1
+    [[ "$root" == "$(readlink -f "$V6G_TRIXIE_ROOT")" ]] || return 1
+    printf '%s\n' "$pid"
+}
+
+v6g__ensure_trixie_dockerd() {
+    if v6g_docker_up; then
+        v6g_log "dockerd 26 (pid $(v6g__trixie_dockerd_pid || echo '?')) is running"
+        return 0
+    fi
+    v6g_trixie_build
+    # Never two dockerds at once: stop our 20.10 first (and refuse to stop anyone else's).
+    if V6G_ENGINE=20.10 DOCKER_HOST= v6g_docker_up; then
+        v6g__our_dockerd_pid >/dev/null \
+            || { v6g_die "a dockerd not started by scripts/lib.sh runs; not replacing it with 26"; return 1; }
+        local other
+        other=$(v6g__our_dockerd_pid)
+        v6g__stop_pid "$other"
+        rm -f "$V6G_DOCKERD_PID"
+    fi
+    v6g__write_daemon_json
+    local netns=()
+    v6g__dockerd_netns
+    mkdir -p "$V6G_TRIXIE_RUN"
+    rm -f "$V6G_TRIXIE_RUN/docker.pid" "$V6G_TRIXIE_SOCK"
+    local root
+    root=$(readlink -f "$V6G_TRIXIE_ROOT")
+    v6g_log "starting dockerd 26 in $root${V6G_DOCKERD_NETNS:+, network namespace $V6G_DOCKERD_NETNS} (config $V6G_DAEMON_JSON, log $V6G_TRIXIE_LOG)"
+    # shellcheck disable=SC2016  # expanded by the inner shell
+    (
+    v6g__close_inherited_fds
+    exec setsid "${netns[@]}" unshare --mount --propagation private -- sh -c '
+        set -e
+        root=$1 run=$2
+        mount --bind "$root" "$root"
+        mount --rbind /proc "$root/proc"
+        mount --rbind /sys "$root/sys"
+        mount --rbind /dev "$root/dev"
+        mount --bind "$run" "$root/run"
+        exec chroot "$root" /usr/sbin/dockerd
+    ' v6g-dockerd26 "$root" "$V6G_TRIXIE_RUN"
+    ) </dev/null >>"$V6G_TRIXIE_LOG" 2>&1 &
+    v6g__wait_dockerd "$!" "$V6G_TRIXIE_RUN/docker.pid" "$V6G_TRIXIE_LOG"
+}
+
+v6g__stop_trixie_dockerd() {
+    local pid
+    pid=$(v6g__trixie_dockerd_pid) || return 0
+    v6g__stop_pid "$pid"
+    rm -f "$V6G_TRIXIE_RUN/docker.pid"
+}
+
+# Print shell `export` lines that point docker clients, v6guard and the tests at the selected
+# engine's dockerd and daemon.json (eval "$(v6g_engine_env)").
+v6g_engine_env() {
+    printf 'export V6G_ENGINE=%q\n' "$V6G_ENGINE"
+    printf 'export V6G_LAB_DAEMON_JSON=%q\n' "$V6G_DAEMON_JSON"
+    if [[ "$V6G_ENGINE" == 26 ]]; then
+        printf 'export DOCKER_HOST=%q\n' "unix://$V6G_TRIXIE_SOCK"
+    else
+        printf 'unset DOCKER_HOST\n'
+    fi
 }
 
 # --------------------------------------------------------------------------

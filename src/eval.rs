@@ -174,7 +174,14 @@ pub enum Inbound {
 /// prerouting filter hook, then the forward hook.
 pub fn forward_verdict(ruleset: &Ruleset, packet: &Packet) -> Verdict {
     let view = View::ip6(ruleset, packet, &packet.iifname, &packet.oifname, &[]);
-    after_prerouting(ruleset, packet, || filter_hook(&view, Hook::ForwardFilter))
+    after_prerouting(ruleset, packet, || {
+        let early = filter_hook(&view, Hook::ForwardFilterEarly);
+        if early.accepted {
+            filter_hook(&view, Hook::ForwardFilter)
+        } else {
+            early
+        }
+    })
 }
 
 /// The verdict on a packet addressed to this host: the prerouting filter hook, then the

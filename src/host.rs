@@ -58,10 +58,13 @@ pub fn enable_bridge_nf_ip6tables() -> io::Result<()> {
 
 /// The version of the dockerd that runs or will run here, from `dockerd --version`, before
 /// Docker's API can be asked (at boot v6guard starts first). The running dockerd's own binary
-/// when there is one, else `dockerd` on PATH. `None` when neither answers.
+/// when there is one (run as `/proc/PID/exe`: its path names a file under dockerd's own root,
+/// which for a dockerd in a chroot or a container is not ours), else `dockerd` on PATH.
+/// `None` when neither answers.
 pub fn installed_dockerd_version() -> Option<String> {
     let program = crate::settings::find_dockerd()
-        .and_then(|d| fs::read_link(format!("/proc/{}/exe", d.pid)).ok())
+        .map(|d| std::path::PathBuf::from(format!("/proc/{}/exe", d.pid)))
+        .filter(|exe| exe.exists())
         .unwrap_or_else(|| "dockerd".into());
     let out = Command::new(program).arg("--version").output().ok()?;
     if !out.status.success() {

@@ -227,6 +227,9 @@ pub struct Chain {
 pub enum Hook {
     /// `type filter hook forward priority filter; policy accept;`
     ForwardFilter,
+    /// `type filter hook forward priority filter - 10; policy accept;`: ahead of Docker's own
+    /// filter chains (augment mode).
+    ForwardFilterEarly,
     /// `type filter hook input priority filter; policy accept;`
     InputFilter,
     /// `type filter hook prerouting priority mangle; policy accept;`: every packet entering

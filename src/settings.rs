@@ -4,6 +4,10 @@
 //! them where dockerd does: the config file (`--config-file`, default
 //! /etc/docker/daemon.json) and the flags of the running dockerd, flags winning. Each value
 //! remembers where it came from so messages can point at the right place.
+//!
+//! Paths are read as dockerd sees them: a dockerd in a chroot, a container or a snap has its
+//! own root (`/proc/PID/root`) and working directory (`/proc/PID/cwd`), so its
+//! `/etc/docker/daemon.json` is not the host's.
 
 use std::fs;
 use std::io;
@@ -57,13 +61,18 @@ pub struct DockerdProcess {
 /// `--config-file` dockerd was started with, which wins over /etc/docker/daemon.json. A
 /// missing default file means Docker's defaults; a missing explicit file is an error.
 pub fn read_daemon_settings(explicit_json: Option<&Path>) -> Result<DaemonSettings, SettingsError> {
-    let args = find_dockerd().map(|p| p.args).unwrap_or_default();
+    let process = find_dockerd();
+    let args = process.as_ref().map(|p| p.args.clone()).unwrap_or_default();
     let (path, required) = match explicit_json {
         Some(path) => (path.to_path_buf(), true),
-        None => match flag_value(&args, "config-file") {
-            Some(path) => (PathBuf::from(path), true),
-            None => (PathBuf::from(DEFAULT_DAEMON_JSON), false),
-        },
+        None => {
+            let (path, required) = match flag_value(&args, "config-file") {
+                Some(path) => (PathBuf::from(path), true),
+                None => (PathBuf::from(DEFAULT_DAEMON_JSON), false),
+            };
+            let view = process.as_ref().map(|p| ProcessView::of(p.pid));
+            (view.unwrap_or_default().host_path(&path), required)
+        }
     };
     let text = match fs::read_to_string(&path) {
         Ok(text) => Some(text),
@@ -73,7 +82,62 @@ pub fn read_daemon_settings(explicit_json: Option<&Path>) -> Result<DaemonSettin
     resolve(text.as_deref().map(|t| (path.as_path(), t)), &args)
 }
 
-/// Find dockerd among the running processes (the first one, by pid).
+/// Where a process's root and working directory are, seen from here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessView {
+    /// Its `/` on this host: `/` for a process sharing our root, else `/proc/PID/root`.
+    pub root: PathBuf,
+    /// Its working directory on this host, for relative paths in its arguments.
+    pub cwd: PathBuf,
+}
+
+impl Default for ProcessView {
+    fn default() -> Self {
+        ProcessView {
+            root: PathBuf::from("/"),
+            cwd: PathBuf::from("/"),
+        }
+    }
+}
+
+impl ProcessView {
+    /// The view of process `pid`. A process whose root is ours keeps plain paths, so
+    /// messages name /etc/docker/daemon.json rather than /proc/PID/root/etc/docker/daemon.json.
+    pub fn of(pid: u32) -> ProcessView {
+        let proc_root = PathBuf::from(format!("/proc/{pid}/root"));
+        let proc_cwd = PathBuf::from(format!("/proc/{pid}/cwd"));
+        let shares_root = match (
+            fs::canonicalize(&proc_root),
+            fs::canonicalize("/proc/self/root"),
+        ) {
+            (Ok(theirs), Ok(ours)) => theirs == ours,
+            // Unreadable (no permission, or the process is gone): assume the host's root.
+            _ => true,
+        };
+        if shares_root {
+            let cwd = fs::read_link(&proc_cwd).unwrap_or_else(|_| PathBuf::from("/"));
+            ProcessView {
+                root: PathBuf::from("/"),
+                cwd,
+            }
+        } else {
+            ProcessView {
+                root: proc_root,
+                cwd: proc_cwd,
+            }
+        }
+    }
+
+    /// `path` as the process means it, made readable from here. Pure.
+    pub fn host_path(&self, path: &Path) -> PathBuf {
+        match path.strip_prefix("/") {
+            Ok(relative) => self.root.join(relative),
+            Err(_) => self.cwd.join(path),
+        }
+    }
+}
+
+/// Find dockerd among the running processes (the first one, by pid, that is not a zombie).
 pub fn find_dockerd() -> Option<DockerdProcess> {
     let mut pids: Vec<u32> = fs::read_dir("/proc")
         .ok()?
@@ -86,6 +150,11 @@ pub fn find_dockerd() -> Option<DockerdProcess> {
             return None;
         }
         let raw = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        // A zombie (an exited dockerd its parent has not reaped yet) has no command line,
+        // and no settings: the running dockerd is another process.
+        if raw.is_empty() {
+            return None;
+        }
         let args = raw
             .split(|b| *b == 0)
             .skip(1)
@@ -292,6 +361,34 @@ mod tests {
             err.to_string(),
             "`icc` in /d.json is maybe, expected true or false"
         );
+    }
+
+    #[test]
+    fn paths_are_read_under_the_process_root() {
+        let chrooted = ProcessView {
+            root: PathBuf::from("/proc/42/root"),
+            cwd: PathBuf::from("/proc/42/cwd"),
+        };
+        assert_eq!(
+            chrooted.host_path(Path::new("/etc/docker/daemon.json")),
+            Path::new("/proc/42/root/etc/docker/daemon.json")
+        );
+        assert_eq!(
+            chrooted.host_path(Path::new("conf/daemon.json")),
+            Path::new("/proc/42/cwd/conf/daemon.json")
+        );
+        let host = ProcessView::default();
+        assert_eq!(
+            host.host_path(Path::new("/run/v6guard-lab/daemon.json")),
+            Path::new("/run/v6guard-lab/daemon.json")
+        );
+    }
+
+    #[test]
+    fn our_own_process_shares_our_root() {
+        let view = ProcessView::of(std::process::id());
+        assert_eq!(view.root, Path::new("/"));
+        assert_eq!(view.cwd, std::env::current_dir().unwrap());
     }
 
     #[test]

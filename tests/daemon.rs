@@ -485,7 +485,7 @@ fn past_the_restore_limit_the_periodic_verify_still_restores() {
 fn sighup_with_broken_settings_keeps_the_rules() {
     let Some(_lock) = system_lock() else { return };
     let _table = TableGuard::clean();
-    let good = std::fs::read_to_string("/run/v6guard-lab/daemon.json").expect("lab daemon.json");
+    let good = std::fs::read_to_string(lab_daemon_json()).expect("lab daemon.json");
     let json = temp_file("sighup-daemon.json", &good);
     let json_arg = json.display().to_string();
     let mut daemon = Daemon::start("sighup", &["--daemon-json", &json_arg]);
@@ -880,8 +880,9 @@ fn without_docker_a_skeleton_guards_the_bridges() {
 
 /// At boot, before Docker can be asked: the dockerd installed is 27 or newer (here a stand-in
 /// `dockerd` first on PATH that answers `--version` as Docker 28 does) and `ip6tables` is not
-/// set, so Docker will firewall IPv6 itself. The daemon installs no skeleton (it would block
-/// Docker's own published IPv6 ports until the first read) and says why.
+/// set, so Docker will firewall IPv6 itself. With `defaults.mode: stand-down` the daemon
+/// installs no skeleton (it would block Docker's own published IPv6 ports until the first
+/// read) and says why.
 #[test]
 fn an_installed_docker_27_means_no_skeleton() {
     let Some(_lock) = system_lock() else { return };
@@ -912,9 +913,21 @@ fn an_installed_docker_27_means_no_skeleton() {
 
     let notify = NotifySocket::bind("docker28");
     let (key, value) = notify.env();
+    let config = temp_file(
+        "docker28-stand-down.yaml",
+        "defaults:\n  mode: stand-down\n",
+    );
+    let config_arg = config.display().to_string();
     let daemon = Daemon::spawn(
         "docker28",
-        &["--docker-host", NO_DOCKER, "--daemon-json", &json_arg],
+        &[
+            "--docker-host",
+            NO_DOCKER,
+            "--daemon-json",
+            &json_arg,
+            "--config",
+            &config_arg,
+        ],
         &[(key, value.as_str()), ("PATH", path.as_str())],
     );
     let (message, _) = notify
@@ -934,8 +947,8 @@ fn an_installed_docker_27_means_no_skeleton() {
     );
 }
 
-/// Docker starts managing IPv6 itself (here: daemon.json switched to `"ip6tables": true`,
-/// then SIGHUP): the daemon stands down and removes its table, which would otherwise fight
+/// With `defaults.mode: stand-down`, Docker starts managing IPv6 itself (here: daemon.json
+/// switched to `"ip6tables": true`, then SIGHUP): the daemon stands down and removes its table, which would otherwise fight
 /// Docker's own rules with a frozen published set; the periodic verify does not bring it
 /// back. Switched back, the daemon installs its table again.
 #[test]
@@ -945,9 +958,18 @@ fn standing_down_removes_the_table() {
     let (good, managed) = lab_daemon_json_with("ip6tables");
     let json = temp_file("standdown-daemon.json", &good);
     let json_arg = json.display().to_string();
+    let config = temp_file("standdown.yaml", "defaults:\n  mode: stand-down\n");
+    let config_arg = config.display().to_string();
     let daemon = Daemon::start(
         "standdown",
-        &["--daemon-json", &json_arg, "--verify-interval", "1"],
+        &[
+            "--daemon-json",
+            &json_arg,
+            "--verify-interval",
+            "1",
+            "--config",
+            &config_arg,
+        ],
     );
     assert!(list_table(None).is_some(), "table installed");
 
@@ -1055,7 +1077,7 @@ fn a_renamed_container_gets_its_new_names_policy() {
 
 /// The lab's daemon.json as it is, and the same with `key` switched from false to true.
 fn lab_daemon_json_with(key: &str) -> (String, String) {
-    let good = std::fs::read_to_string("/run/v6guard-lab/daemon.json").expect("lab daemon.json");
+    let good = std::fs::read_to_string(lab_daemon_json()).expect("lab daemon.json");
     let mut settings: serde_json::Value = serde_json::from_str(&good).expect("lab daemon.json");
     assert_eq!(settings[key], false, "the lab runs with {key} off");
     settings[key] = serde_json::Value::Bool(true);

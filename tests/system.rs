@@ -427,8 +427,9 @@ fn big_snapshot_json(containers: usize, ports: u16) -> String {
     snapshot.to_string()
 }
 
-/// Stand down: when daemon.json turns ip6tables on, apply refuses and changes nothing;
-/// --force installs anyway.
+/// Where daemon.json turns ip6tables on: by default apply installs augment mode's drops-only
+/// table; with `defaults.mode: stand-down` it refuses and changes nothing; --force installs
+/// the full ruleset anyway.
 #[test]
 fn apply_stands_down_when_docker_manages_ipv6() {
     let Some(_lock) = system_lock() else { return };
@@ -438,8 +439,18 @@ fn apply_stands_down_when_docker_manages_ipv6() {
         r#"{"ipv6": true, "ip6tables": true, "experimental": true}"#,
     );
     let path = daemon_json.to_str().expect("utf-8 path");
+    let config = temp_file("stand-down.yaml", "defaults:\n  mode: stand-down\n");
+    let config = config.to_str().expect("utf-8 path");
 
-    let refused = v6guard(&["apply", "--daemon-json", path]);
+    v6guard_ok(&["apply", "--daemon-json", path]);
+    let augment = list_table(None).expect("augment mode installs its table");
+    assert!(
+        augment.contains("augment-forward") && !has_accept_rule(&augment),
+        "augment mode: drops only\n{augment}"
+    );
+    v6guard_ok(&["cleanup"]);
+
+    let refused = v6guard(&["apply", "--daemon-json", path, "--config", config]);
     assert_eq!(
         refused.status.code(),
         Some(3),
@@ -453,7 +464,8 @@ fn apply_stands_down_when_docker_manages_ipv6() {
     assert!(list_table(None).is_none(), "nothing installed");
 
     v6guard_ok(&["apply", "--daemon-json", path, "--force"]);
-    assert!(list_table(None).is_some(), "--force installs");
+    let full = list_table(None).expect("--force installs");
+    assert!(full.contains("to-bridge"), "the full ruleset:\n{full}");
 }
 
 /// Cleanup removes exactly v6guard's ip6 tables and nothing else (checked in a throwaway

@@ -24,10 +24,11 @@ pub async fn render(args: &RenderArgs) -> Result<Exit, Failure> {
     let snapshot = load_snapshot(read, &config).await?;
     let ruleset = plan::plan(&snapshot, &inputs);
     log_policy_warnings(&snapshot, &inputs);
-    let stand_down = plan::stand_down_reason(&snapshot).map(|r| r.to_string());
+    let stand_down = plan::stand_down(&snapshot, &inputs.options).map(|r| r.to_string());
     if let Some(reason) = &stand_down {
         warn!("apply would refuse: {reason}");
     }
+    log_augment(&snapshot, &inputs);
     if args.diff {
         print!("{}", super::diff::live_diff(&ruleset)?);
         return Ok(Exit::Ok);
@@ -176,19 +177,24 @@ fn with_context(failure: Failure, context: &str) -> Failure {
     }
 }
 
-/// `apply`: install the ruleset, unless Docker manages IPv6 itself (exit 3) or `--force`.
+/// `apply`: install the ruleset (drops only where Docker manages IPv6 itself, augment mode),
+/// unless `defaults.mode: stand-down` says to stand down there (exit 3); `--force`: the full
+/// ruleset anyway.
 pub async fn apply(read: &ReadArgs, force: bool) -> Result<Exit, Failure> {
     let started = Instant::now();
-    let (config, inputs) = load_inputs(&read.config)?;
+    let (config, mut inputs) = load_inputs(&read.config)?;
+    inputs.options.force_full = force;
     let snapshot = load_snapshot(read, &config).await?;
     if let Some(reason) = plan::stand_down_reason(&snapshot) {
-        if !force {
+        if force {
+            warn!("--force: applying the full ruleset although {reason}");
+        } else if plan::stand_down(&snapshot, &inputs.options).is_some() {
             return Err(Failure::StoodDown(reason.to_string()));
         }
-        warn!("--force: applying although {reason}");
     }
     let ruleset = plan::plan(&snapshot, &inputs);
     log_policy_warnings(&snapshot, &inputs);
+    log_augment(&snapshot, &inputs);
     v6guard::host::ensure_prerequisites(&ruleset);
     nft::apply(&ruleset)?;
     v6guard::ndp::sync(&ruleset.ndp).map_err(|e| {
@@ -204,6 +210,16 @@ pub async fn apply(read: &ReadArgs, force: bool) -> Result<Exit, Failure> {
         ruleset.table
     );
     Ok(Exit::Ok)
+}
+
+/// Say so when the plan is augment mode's drops only.
+fn log_augment(snapshot: &Snapshot, inputs: &PlanInputs) {
+    if plan::augment::active(snapshot, &inputs.options) {
+        info!(
+            "augment mode: Docker's own rules decide IPv6; v6guard adds only the drops its \
+             policies ask for (deny, allow_from)"
+        );
+    }
 }
 
 /// Malformed labels, labels narrowed by a policy file, policy names matching nothing.

@@ -30,9 +30,13 @@ pub async fn daemon(args: DaemonArgs) -> Result<Exit, Failure> {
     };
     warn_about_ipv6nat();
     let files = args.config;
+    let force = args.force;
     let reload = move || {
         load_inputs(&files)
-            .map(|(_, inputs)| inputs)
+            .map(|(_, mut inputs)| {
+                inputs.options.force_full = force;
+                inputs
+            })
             .map_err(|e| e.to_string())
     };
     match daemon::run(options, reload).await {

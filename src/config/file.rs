@@ -59,6 +59,22 @@ pub struct Defaults {
     /// as Docker 20.10's IPv4 rules with userland-proxy off. Off: they are reachable from
     /// other networks, as docker-proxy makes them and as Docker 28 documents.
     pub strict_isolation: bool,
+    /// What v6guard installs where Docker firewalls IPv6 itself (`ip6tables` on).
+    pub mode: Mode,
+}
+
+/// `defaults.mode`: how v6guard shares IPv6 with Docker.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// The full ruleset where Docker leaves IPv6 open; augment where Docker firewalls it.
+    #[default]
+    Auto,
+    /// Only v6guard's narrowing drops (policy `deny`, `allow_from`), whoever firewalls IPv6.
+    Augment,
+    /// Install nothing where Docker firewalls IPv6 (apply exits 3, the daemon removes its
+    /// table), as v6guard did before augment mode.
+    StandDown,
 }
 
 impl Default for Defaults {
@@ -70,6 +86,7 @@ impl Default for Defaults {
             labels_may_expose: false,
             gateway_mode: None,
             strict_isolation: false,
+            mode: Mode::Auto,
         }
     }
 }
@@ -110,13 +127,14 @@ const TOP_KEYS: [&str; 6] = [
     "metrics_listen",
     "log_format",
 ];
-const DEFAULTS_KEYS: [&str; 6] = [
+const DEFAULTS_KEYS: [&str; 7] = [
     "nat66_ula",
     "nat66_gua",
     "fail_closed",
     "labels_may_expose",
     "gateway_mode",
     "strict_isolation",
+    "mode",
 ];
 
 /// Parse `v6guard.yaml`. Pure: `file` only names the text in messages. An empty file (or one
@@ -180,6 +198,23 @@ fn read_defaults(checker: &mut Checker, value: &Value, path: &KeyPath, defaults:
     if let Some(value) = fields.get("gateway_mode") {
         defaults.gateway_mode =
             checker.parsed(value, &path.key("gateway_mode"), parse_gateway_mode);
+    }
+    if let Some(value) = fields.get("mode") {
+        if let Some(mode) = checker.parsed(value, &path.key("mode"), parse_mode) {
+            defaults.mode = mode;
+        }
+    }
+}
+
+fn parse_mode(text: &str) -> Result<Mode, Invalid> {
+    match text {
+        "auto" => Ok(Mode::Auto),
+        "augment" => Ok(Mode::Augment),
+        "stand-down" => Ok(Mode::StandDown),
+        _ => Err(Invalid::new(
+            format!("`{text}` is not a mode"),
+            "auto, augment or stand-down",
+        )),
     }
 }
 

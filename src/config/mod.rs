@@ -19,7 +19,7 @@ mod values;
 mod yaml;
 
 pub use error::{ConfigError, ConfigErrors, Location, Warning};
-pub use file::{Config, DEFAULT_RESYNC_INTERVAL, Defaults, LogFormat, parse_config};
+pub use file::{Config, DEFAULT_RESYNC_INTERVAL, Defaults, LogFormat, Mode, parse_config};
 pub use labels::{
     LABEL_ALLOW_FROM, LABEL_DENY, LABEL_EXPOSE, LABEL_PREFIX, LabelError,
     container_policy_from_labels,

@@ -84,6 +84,7 @@ fn every_key_parses() {
             labels_may_expose: true,
             gateway_mode: Some(GatewayMode::NatUnprotected),
             strict_isolation: true,
+            mode: crate::config::Mode::Auto,
         }
     );
     assert_eq!(config.resync_interval, Duration::from_secs(300));
@@ -124,7 +125,7 @@ fn new_defaults_are_validated_with_their_place() {
             format!(
                 "{FILE}:4:3: defaults.labels_may_expos: unknown key (did you mean \
                  labels_may_expose?); expected one of nat66_ula, nat66_gua, fail_closed, \
-                 labels_may_expose, gateway_mode, strict_isolation"
+                 labels_may_expose, gateway_mode, strict_isolation, mode"
             ),
         ]
     );
@@ -162,7 +163,7 @@ fn config_errors_name_file_line_and_key() {
             format!(
                 "{FILE}:6:3: defaults.failclosed: unknown key (did you mean fail_closed?); \
                  expected one of nat66_ula, nat66_gua, fail_closed, labels_may_expose, \
-                 gateway_mode, strict_isolation"
+                 gateway_mode, strict_isolation, mode"
             ),
             format!(
                 "{FILE}:7:18: resync_interval: `0` is not a duration v6guard accepts; expected a \

@@ -263,7 +263,8 @@ impl<L: LoadInputs> Daemon<L> {
     /// Guard every Docker bridge by name with the skeleton ruleset (before Docker is read),
     /// unless Docker manages IPv6 itself or `fail_closed` is off. Logs what it did and `why`.
     fn apply_skeleton(&mut self, why: &str) -> Skeleton {
-        if let Some(reason) = self.stand_down_without_docker() {
+        let host = self.host_without_docker();
+        if let Some(reason) = self.stand_down_without_docker(host.as_ref()) {
             info!("{why}; no skeleton ruleset: {reason}");
             return Skeleton::StandingDown;
         }
@@ -276,7 +277,12 @@ impl<L: LoadInputs> Daemon<L> {
             );
             return Skeleton::FailClosedOff;
         }
-        let skeleton = self.inputs.plan(&skeleton_snapshot());
+        // Where Docker firewalls IPv6 (augment mode), the skeleton is augment's: no drops
+        // until Docker is read, instead of closing Docker's bridges against Docker's rules.
+        let augment = host
+            .as_ref()
+            .filter(|host| plan::augment::active(host, &self.inputs.options));
+        let skeleton = self.inputs.plan(augment.unwrap_or(&skeleton_snapshot()));
         match self.reconciler.enforce(skeleton) {
             Ok(enforced) => {
                 info!(
@@ -301,11 +307,18 @@ impl<L: LoadInputs> Daemon<L> {
     /// Docker's own stand-down rule ([`plan::stand_down_reason`]) applied to what is known
     /// before its API answers: daemon.json and dockerd's flags, Docker's `ip6 docker-bridges`
     /// table, and, while `ip6tables` is unset (the version decides its default), the installed
-    /// dockerd's version from `dockerd --version`. Unless `--force`.
-    fn stand_down_without_docker(&self) -> Option<String> {
+    /// dockerd's version from `dockerd --version`, with `defaults.mode: stand-down`. Unless
+    /// `--force`.
+    fn stand_down_without_docker(&self, host: Option<&Snapshot>) -> Option<String> {
         if self.options.force {
             return None;
         }
+        plan::stand_down(host?, &self.inputs.options).map(|reason| reason.to_string())
+    }
+
+    /// What is known of the host before Docker's API answers (see
+    /// [`Self::stand_down_without_docker`]); `None` when dockerd's settings cannot be read.
+    fn host_without_docker(&self) -> Option<Snapshot> {
         let mut host = skeleton_snapshot();
         host.daemon =
             crate::settings::read_daemon_settings(self.options.daemon_json.as_deref()).ok()?;
@@ -316,7 +329,7 @@ impl<L: LoadInputs> Daemon<L> {
                 host.engine.version = version;
             }
         }
-        plan::stand_down_reason(&host).map(|reason| reason.to_string())
+        Some(host)
     }
 
     async fn run(&mut self, mut hangup: Hangup, mut stops: Stops) -> Stop {
@@ -542,7 +555,7 @@ impl<L: LoadInputs> Daemon<L> {
         let Some(snapshot) = &self.snapshot else {
             return;
         };
-        let reason = plan::stand_down_reason(snapshot).map(|r| r.to_string());
+        let reason = plan::stand_down(snapshot, &self.inputs.options).map(|r| r.to_string());
         if self.stand_down(reason).is_some() {
             self.record(trigger, Ok(None));
             return;

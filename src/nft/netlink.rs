@@ -185,6 +185,7 @@ impl Drop for CommentedTable {
 fn hook_parts(hook: Hook) -> (nftnl::Hook, nftnl::ChainType, i32) {
     match hook {
         Hook::ForwardFilter => (nftnl::Hook::Forward, nftnl::ChainType::Filter, 0),
+        Hook::ForwardFilterEarly => (nftnl::Hook::Forward, nftnl::ChainType::Filter, -10),
         Hook::InputFilter => (nftnl::Hook::In, nftnl::ChainType::Filter, 0),
         Hook::PreroutingFilter => (nftnl::Hook::PreRouting, nftnl::ChainType::Filter, -150),
         Hook::PreroutingNat => (nftnl::Hook::PreRouting, nftnl::ChainType::Nat, -100),

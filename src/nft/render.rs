@@ -168,6 +168,7 @@ fn render_chain(chain: &Chain) -> String {
 fn render_hook(hook: Hook) -> &'static str {
     match hook {
         Hook::ForwardFilter => "type filter hook forward priority filter; policy accept;",
+        Hook::ForwardFilterEarly => "type filter hook forward priority filter - 10; policy accept;",
         Hook::InputFilter => "type filter hook input priority filter; policy accept;",
         Hook::PreroutingFilter => "type filter hook prerouting priority mangle; policy accept;",
         Hook::PreroutingNat => "type nat hook prerouting priority dstnat; policy accept;",

@@ -196,7 +196,12 @@ impl PlanCache {
         ids: &[String],
         located: &HashMap<String, String>,
     ) -> Option<Vec<SetChange>> {
-        if !self.sorted || !self.basis.holds_for(snapshot, inputs) {
+        // Augment mode's ruleset is not made of these contributions: always the full plan
+        // there (it holds only the policy's narrowing drops, a few elements).
+        if !self.sorted
+            || !self.basis.holds_for(snapshot, inputs)
+            || super::augment::active(snapshot, &inputs.options)
+        {
             return None;
         }
         let mut wanted: BTreeSet<&str> = ids.iter().map(String::as_str).collect();

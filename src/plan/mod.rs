@@ -8,8 +8,10 @@
 //! - `incremental`: the same plan kept up to date one container at a time (the daemon);
 //! - `sources`: the source address of a packet belongs to where it came from;
 //! - `layer2`: the bridge table (VLAN-tagged frames, router advertisements from containers);
-//! - `standdown`: whether Docker already firewalls IPv6 here.
+//! - `standdown`: whether Docker already firewalls IPv6 here;
+//! - `augment`: the drops-only ruleset for hosts where it does.
 
+pub mod augment;
 mod exposure;
 mod filter;
 pub mod incremental;
@@ -25,11 +27,11 @@ mod standdown;
 pub use exposure::{Cause, ContainerExposure, Exposure, exposures, port_network};
 pub use nat::nat66_enabled;
 pub use policy::{NetworkRules, Resolved, resolve, warnings};
-pub use standdown::{StandDown, stand_down_reason};
+pub use standdown::{StandDown, stand_down, stand_down_reason};
 
 use std::collections::BTreeSet;
 
-use crate::config::{Defaults, Policy};
+use crate::config::{Defaults, Mode, Policy};
 use crate::ruleset::{Field, InterfaceName, Ruleset, TABLE_NAME};
 use crate::snapshot::{GatewayMode, Snapshot};
 
@@ -65,6 +67,11 @@ pub struct PlanOptions {
     /// `defaults.strict_isolation`: published ports through a host address obey ICC and
     /// isolation too (Docker 20.10's IPv4 with userland-proxy off).
     pub strict_isolation: bool,
+    /// `defaults.mode`: full ruleset, augment (drops only) or stand-down where Docker
+    /// firewalls IPv6 (`augment::active`).
+    pub mode: Mode,
+    /// `--force`: the full ruleset even where Docker firewalls IPv6.
+    pub force_full: bool,
 }
 
 impl Default for PlanOptions {
@@ -78,6 +85,8 @@ impl Default for PlanOptions {
             labels_may_expose: false,
             gateway_mode: None,
             strict_isolation: false,
+            mode: Mode::Auto,
+            force_full: false,
         }
     }
 }
@@ -92,6 +101,7 @@ impl PlanOptions {
             labels_may_expose: defaults.labels_may_expose,
             gateway_mode: defaults.gateway_mode,
             strict_isolation: defaults.strict_isolation,
+            mode: defaults.mode,
             ..PlanOptions::default()
         };
         if !defaults.fail_closed {
@@ -116,8 +126,11 @@ impl PlanInputs {
     }
 }
 
-/// Plan the whole ruleset for one snapshot.
+/// Plan the whole ruleset for one snapshot (only narrowing drops in augment mode).
 pub fn plan(snapshot: &Snapshot, inputs: &PlanInputs) -> Ruleset {
+    if augment::active(snapshot, &inputs.options) {
+        return augment::plan(snapshot, inputs);
+    }
     let options = &inputs.options;
     let resolved = policy::resolve(snapshot, inputs);
     let guarded = Guarded::new(snapshot, options);

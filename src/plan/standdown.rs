@@ -4,6 +4,8 @@
 
 use std::fmt;
 
+use super::PlanOptions;
+use crate::config::Mode;
 use crate::snapshot::{Snapshot, Source};
 
 /// Why Docker manages IPv6 itself on this host.
@@ -59,4 +61,13 @@ pub fn stand_down_reason(snapshot: &Snapshot) -> Option<StandDown> {
         });
     }
     None
+}
+
+/// The reason to stand down, if Docker manages IPv6 and `defaults.mode` is `stand-down`. In
+/// `auto` and `augment` v6guard installs its drops-only ruleset instead (`augment`).
+pub fn stand_down(snapshot: &Snapshot, options: &PlanOptions) -> Option<StandDown> {
+    if options.mode != Mode::StandDown {
+        return None;
+    }
+    stand_down_reason(snapshot)
 }

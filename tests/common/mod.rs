@@ -36,7 +36,8 @@ const LOCK_FILE: &str = "/run/v6guard-tests.lock";
 
 /// Holds the in-process mutex and the cross-process file lock for one real-system test.
 pub struct SystemLock {
-    _file: std::fs::File,
+    /// `None` when the process that started the tests holds the lock for them.
+    _file: Option<std::fs::File>,
     _guard: MutexGuard<'static, ()>,
 }
 
@@ -51,13 +52,13 @@ pub fn system_lock() -> Option<SystemLock> {
     // Only root can take it (the check below reports a missing root).
     // SAFETY: geteuid has no preconditions.
     let file = (unsafe { libc::geteuid() } == 0).then(lock_file);
+    let file = file.flatten();
     let missing = missing_prerequisite();
     match (missing, file) {
-        (None, Some(file)) => Some(SystemLock {
+        (None, file) => Some(SystemLock {
             _file: file,
             _guard: guard,
         }),
-        (None, None) => unreachable!("every prerequisite is there, so we are root"),
         (Some(what), _) => {
             let in_ci = std::env::var_os("CI").is_some();
             let skip = std::env::var("V6GUARD_SKIP_SYSTEM_TESTS").as_deref() == Ok("1");
@@ -74,8 +75,14 @@ pub fn system_lock() -> Option<SystemLock> {
     }
 }
 
-fn lock_file() -> std::fs::File {
+/// The cross-process lock, unless the caller already holds it for us: scripts/test.sh holds
+/// it for the whole run against Docker 26, while the shared 20.10 dockerd is down
+/// (`V6G_TESTS_LOCK_HELD=1`); a second flock from here would wait for it forever.
+fn lock_file() -> Option<std::fs::File> {
     use std::os::fd::AsRawFd;
+    if std::env::var("V6G_TESTS_LOCK_HELD").as_deref() == Ok("1") {
+        return None;
+    }
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -85,7 +92,39 @@ fn lock_file() -> std::fs::File {
     // SAFETY: flock on an open file descriptor; blocks until the lock is ours.
     let result = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
     assert_eq!(result, 0, "flock {LOCK_FILE}");
-    file
+    Some(file)
+}
+
+/// The engine the real-system tests run against (`V6G_ENGINE`, set by scripts/test.sh):
+/// Debian 12's Docker 20.10 unless it says 26. The docker client and v6guard find that
+/// engine through `DOCKER_HOST`.
+pub fn engine() -> &'static str {
+    match std::env::var("V6G_ENGINE").as_deref() {
+        Ok("26") => "26",
+        _ => "20.10",
+    }
+}
+
+/// The endpoint of the engine under test: `DOCKER_HOST` (scripts/test.sh sets it for Docker
+/// 26), else the default socket.
+pub fn docker_host() -> String {
+    std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".to_string())
+}
+
+/// Whether an nft listing holds an accept verdict in a rule (a base chain's `policy accept`
+/// is no rule).
+pub fn has_accept_rule(listing: &str) -> bool {
+    listing
+        .lines()
+        .any(|line| line.contains("accept") && !line.contains("policy accept;"))
+}
+
+/// The lab dockerd's daemon.json as seen from the host: /run/v6guard-lab/daemon.json for
+/// 20.10, the file under the Debian 13 root for 26 (`V6G_LAB_DAEMON_JSON`).
+pub fn lab_daemon_json() -> PathBuf {
+    std::env::var_os("V6G_LAB_DAEMON_JSON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/run/v6guard-lab/daemon.json"))
 }
 
 fn missing_prerequisite() -> Option<String> {
@@ -388,7 +427,7 @@ pub fn host_connects(address: &str, port: u16) -> bool {
 
 /// `PROGRAM ARGS... nc -z -w 2 ADDRESS PORT` (or plain `nc ...` when PROGRAM is nc): whether a
 /// TCP connection succeeds within 2 s.
-fn tcp_probe(program: &str, prefix: &[&str], address: &str, port: u16) -> bool {
+pub fn tcp_probe(program: &str, prefix: &[&str], address: &str, port: u16) -> bool {
     let port = port.to_string();
     let probe = ["-z", "-w", "2", address, &port];
     let mut args: Vec<&str> = prefix.to_vec();
