@@ -8,6 +8,7 @@ use tracing::{info, warn};
 
 use super::args::{DockerArgs, ReadArgs, load_inputs};
 use v6guard::config::Config;
+use v6guard::daemon::enforcer::Enforcer;
 use v6guard::nft;
 use v6guard::plan::{self, PlanInputs};
 use v6guard::read::take_snapshot;
@@ -65,16 +66,20 @@ pub async fn apply(read: &ReadArgs, force: bool) -> Result<ExitCode, String> {
     }
     let ruleset = plan::plan(&snapshot, &inputs);
     log_policy_warnings(&snapshot, &inputs);
-    v6guard::host::ensure_prerequisites(&ruleset);
-    nft::apply(&ruleset).map_err(|e| e.to_string())?;
-    v6guard::ndp::sync(&ruleset.ndp)
+    let table = ruleset.table.clone();
+    // The daemon's Enforcer, so both install in the same order (see its documentation). It
+    // needs dockerd's settings only for the daemon's start, before Docker is read.
+    let applied = Enforcer::system(None)
+        .enforce(ruleset)
+        .map_err(|e| e.to_string())?;
+    applied
+        .ndp
         .map_err(|e| format!("the ruleset is applied, but NDP proxying is not: {e}"))?;
     info!(
-        rules = ruleset.rule_count(),
-        published = ruleset.element_count(),
+        rules = applied.table.rules,
+        published = applied.table.elements,
         ms = started.elapsed().as_millis() as u64,
-        "applied tables ip6 and bridge {}",
-        ruleset.table
+        "applied tables ip6 and bridge {table}"
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use super::args::{DaemonArgs, load_inputs};
+use super::args::{DaemonArgs, load_inputs, load_inputs_typed};
 
 pub async fn daemon(args: DaemonArgs) -> Result<ExitCode, String> {
     use std::time::Duration;
@@ -26,7 +26,7 @@ pub async fn daemon(args: DaemonArgs) -> Result<ExitCode, String> {
         force: args.force,
     };
     let files = args.config;
-    let reload = move || load_inputs(&files).map(|(_, inputs)| inputs);
+    let reload = move || load_inputs_typed(&files).map(|(_, inputs)| inputs);
     daemon::run(options, reload)
         .await
         .map_err(|e| e.to_string())?;

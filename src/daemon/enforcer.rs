@@ -1,0 +1,176 @@
+//! The Enforcer: the one place that changes the host to match a planned Ruleset, for the
+//! daemon and for `v6guard apply` alike.
+//!
+//! Order, always: host prerequisites (bridged IPv6 through the ip6 hooks), then the nftables
+//! transaction, then the NDP proxy entries. The table goes before the proxy entries because a
+//! proxy entry makes the host answer neighbour solicitations for a container's address on the
+//! uplink, which draws traffic towards it: that traffic must meet the rules that decide what
+//! may pass, not the previous ones (or none, on a first apply). Removing an entry after the
+//! table is harmless: the address then only stops being answered for. If the kernel refuses
+//! the table, the proxy entries are left as they were (still matching the rules that stayed),
+//! and the next enforce syncs both.
+//!
+//! The kernel and the host are traits ([`Kernel`], [`Host`]) so the daemon's state machine is
+//! unit-tested with fakes; [`Enforcer::system`] is the real thing.
+
+use std::path::PathBuf;
+
+use tracing::debug;
+
+use super::reconcile::{Enforced, Kernel, Netlink, Reconciler};
+use crate::ndp::{self, NdpChanges, NdpError};
+use crate::nft::{self, NftError};
+use crate::ruleset::{NdpProxies, Ruleset, TABLE_NAME};
+
+/// What the Enforcer and the daemon change on, or ask of, the host outside the nftables
+/// transaction. [`System`] is the real one.
+pub trait Host {
+    /// Make the host able to enforce `ruleset` (e.g. turn on bridge-nf-call-ip6tables).
+    fn prepare(&mut self, ruleset: &Ruleset);
+    /// Make the NDP proxy entries match `wanted` (see [`crate::ndp::sync`]).
+    fn sync_ndp(&mut self, wanted: &NdpProxies) -> Result<NdpChanges, NdpError>;
+    /// Remove every table v6guard owns; the tables removed, as `FAMILY NAME`.
+    fn remove_tables(&mut self) -> Result<Vec<String>, NftError>;
+    /// Whether both of v6guard's tables (ip6 and bridge) are in place and not dormant.
+    fn tables_present(&mut self) -> Result<bool, NftError>;
+    /// Why Docker will firewall IPv6 itself, known without its API (daemon.json, dockerd's
+    /// flags and version, Docker's nftables table); `None` when it will not.
+    fn docker_manages_ipv6(&mut self) -> Option<String>;
+}
+
+/// The real host: sysctls, rtnetlink for NDP, nf_tables for the tables.
+#[derive(Debug, Default)]
+pub struct System {
+    /// dockerd's config file, for [`Host::docker_manages_ipv6`].
+    pub daemon_json: Option<PathBuf>,
+}
+
+impl Host for System {
+    fn prepare(&mut self, ruleset: &Ruleset) {
+        crate::host::ensure_prerequisites(ruleset);
+    }
+
+    fn sync_ndp(&mut self, wanted: &NdpProxies) -> Result<NdpChanges, NdpError> {
+        ndp::sync(wanted)
+    }
+
+    fn remove_tables(&mut self) -> Result<Vec<String>, NftError> {
+        nft::cleanup()
+    }
+
+    fn tables_present(&mut self) -> Result<bool, NftError> {
+        let tables = nft::list_tables()?;
+        Ok([libc::NFPROTO_IPV6, libc::NFPROTO_BRIDGE]
+            .iter()
+            .all(|family| {
+                tables
+                    .iter()
+                    .any(|t| t.family == *family as u32 && t.name == TABLE_NAME && !t.dormant)
+            }))
+    }
+
+    fn docker_manages_ipv6(&mut self) -> Option<String> {
+        let mut host = super::skeleton_snapshot();
+        host.daemon = crate::settings::read_daemon_settings(self.daemon_json.as_deref()).ok()?;
+        host.engine.docker_nft_ip6_table = crate::host::docker_nft_ip6_table().unwrap_or(false);
+        if host.daemon.ip6tables.value.is_none() {
+            if let Some(version) = crate::host::installed_dockerd_version() {
+                debug!("installed dockerd {version} (`dockerd --version`)");
+                host.engine.version = version;
+            }
+        }
+        crate::plan::stand_down_reason(&host).map(|reason| reason.to_string())
+    }
+}
+
+/// What one enforce did: the table transaction, and whether the NDP proxy entries followed.
+#[derive(Debug)]
+pub struct Applied {
+    pub table: Enforced,
+    /// `Err`: the table holds the ruleset but the proxy entries could not be updated; the
+    /// next enforce tries again.
+    pub ndp: Result<(), NdpError>,
+}
+
+/// Executes the kernel and NDP side of a plan: owns the [`Reconciler`] (what was applied)
+/// and the NDP entries last synced.
+pub struct Enforcer<K: Kernel, H: Host> {
+    reconciler: Reconciler<K>,
+    host: H,
+    /// The NDP proxy entries last synced (`None`: not yet, or the last sync failed).
+    ndp_synced: Option<NdpProxies>,
+}
+
+impl Enforcer<Netlink, System> {
+    /// The real kernel and host.
+    pub fn system(daemon_json: Option<PathBuf>) -> Self {
+        Enforcer::new(Netlink::default(), System { daemon_json })
+    }
+}
+
+impl<K: Kernel, H: Host> Enforcer<K, H> {
+    pub fn new(kernel: K, host: H) -> Self {
+        Enforcer {
+            reconciler: Reconciler::new(kernel),
+            host,
+            ndp_synced: None,
+        }
+    }
+
+    /// Make the host hold `wanted`, in the order the module documentation gives. `Err`: the
+    /// kernel refused the table; nothing changed (the transaction is atomic).
+    pub fn enforce(&mut self, wanted: Ruleset) -> Result<Applied, NftError> {
+        self.host.prepare(&wanted);
+        let ndp = wanted.ndp.clone();
+        let table = self.reconciler.enforce(wanted)?;
+        Ok(Applied {
+            table,
+            ndp: self.sync_ndp(ndp),
+        })
+    }
+
+    /// Sync the NDP proxy entries, only when what is wanted changed.
+    fn sync_ndp(&mut self, wanted: NdpProxies) -> Result<(), NdpError> {
+        if self.ndp_synced.as_ref() == Some(&wanted) {
+            return Ok(());
+        }
+        // What was ours at the last sync stays ours for this one, so entries of a network that
+        // just went away (compose down) are removed with it.
+        let mut effective = wanted.clone();
+        if let Some(previous) = &self.ndp_synced {
+            effective.owned.extend(previous.owned.iter().cloned());
+        }
+        match self.host.sync_ndp(&effective) {
+            Ok(_) => {
+                self.ndp_synced = Some(wanted);
+                Ok(())
+            }
+            Err(error) => {
+                self.ndp_synced = None;
+                Err(error)
+            }
+        }
+    }
+
+    /// Put the applied ruleset back whole (after drift). `Ok(false)`: nothing applied yet.
+    pub fn restore(&mut self) -> Result<bool, NftError> {
+        self.reconciler.restore()
+    }
+
+    /// Differences between the kernel and the applied ruleset (empty when nothing applied).
+    pub fn verify(&mut self) -> Result<Vec<String>, NftError> {
+        self.reconciler.verify()
+    }
+
+    /// Remove v6guard's tables on purpose (standing down): forget what was applied, so the
+    /// next enforce installs the table afresh and nothing is restored meanwhile.
+    pub fn remove_tables(&mut self) -> Result<Vec<String>, NftError> {
+        self.reconciler.forget();
+        self.host.remove_tables()
+    }
+
+    /// The host, for what the daemon asks of it besides enforcing.
+    pub fn host(&mut self) -> &mut H {
+        &mut self.host
+    }
+}
