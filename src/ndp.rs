@@ -293,6 +293,61 @@ mod tests {
         assert_eq!(parse_entry(&proxy_message(1, None)), None, "no address");
     }
 
+    /// The real kernel, in a network namespace of this test's own (needs root, as the
+    /// daemon does): entries are added, kept, and removed only inside what is owned.
+    #[test]
+    fn sync_adds_and_removes_only_owned_entries_in_a_private_namespace() {
+        std::thread::spawn(|| {
+            // SAFETY: unshare changes only this thread's network namespace; the thread ends
+            // with the test, so nothing else ever runs in it.
+            let unshared = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+            assert_eq!(unshared, 0, "unshare: {}", io::Error::last_os_error());
+            let entry = |a: &str| ("lo".to_string(), a.parse::<Ipv6Addr>().unwrap());
+            let mut netlink = Rtnetlink::open().unwrap();
+            // Someone else's entry, outside what v6guard owns.
+            netlink
+                .change(Change::Add, "lo", "2001:db8:1::9".parse().unwrap())
+                .unwrap();
+            let mut wanted = NdpProxies::default();
+            wanted
+                .owned
+                .insert(("lo".into(), "2001:db8::/64".parse().unwrap()));
+            wanted.entries.insert(entry("2001:db8::5"));
+            wanted.entries.insert(entry("2001:db8::6"));
+            assert_eq!(
+                sync(&wanted).unwrap(),
+                NdpChanges {
+                    added: 2,
+                    removed: 0
+                }
+            );
+            assert_eq!(
+                sync(&wanted).unwrap(),
+                NdpChanges::default(),
+                "already in place"
+            );
+            wanted.entries.remove(&entry("2001:db8::6"));
+            assert_eq!(
+                sync(&wanted).unwrap(),
+                NdpChanges {
+                    added: 0,
+                    removed: 1
+                }
+            );
+            let held = netlink.proxy_entries().unwrap();
+            let expected: BTreeSet<_> = [entry("2001:db8::5"), entry("2001:db8:1::9")].into();
+            assert_eq!(held, expected);
+            assert!(
+                fs::read_to_string("/proc/sys/net/ipv6/conf/lo/proxy_ndp")
+                    .unwrap()
+                    .trim()
+                    == "1"
+            );
+        })
+        .join()
+        .expect("the namespace test passed");
+    }
+
     #[test]
     fn a_missing_interface_is_named() {
         let error = interface_index("v6g-no-such-if").unwrap_err();

@@ -174,3 +174,100 @@ impl<K: Kernel, H: Host> Enforcer<K, H> {
         &mut self.host
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    use super::*;
+    use crate::nft::incremental::SetDelta;
+
+    type Log = Rc<RefCell<Vec<&'static str>>>;
+
+    struct FakeKernel(Log, bool);
+
+    impl Kernel for FakeKernel {
+        fn replace(&mut self, _: &Ruleset) -> Result<(), NftError> {
+            self.0.borrow_mut().push("table");
+            match self.1 {
+                true => Err(NftError::Rejected(std::io::Error::from_raw_os_error(
+                    libc::EPERM,
+                ))),
+                false => Ok(()),
+            }
+        }
+        fn update(&mut self, _: &str, _: &[SetDelta]) -> Result<(), NftError> {
+            self.0.borrow_mut().push("elements");
+            Ok(())
+        }
+        fn verify(&mut self, _: &Ruleset) -> Result<Vec<String>, NftError> {
+            Ok(Vec::new())
+        }
+    }
+
+    struct FakeHost(Log);
+
+    impl Host for FakeHost {
+        fn prepare(&mut self, _: &Ruleset) {
+            self.0.borrow_mut().push("prepare");
+        }
+        fn sync_ndp(&mut self, _: &NdpProxies) -> Result<NdpChanges, NdpError> {
+            self.0.borrow_mut().push("ndp");
+            Ok(NdpChanges::default())
+        }
+        fn remove_tables(&mut self) -> Result<Vec<String>, NftError> {
+            Ok(Vec::new())
+        }
+        fn tables_present(&mut self) -> Result<bool, NftError> {
+            Ok(false)
+        }
+        fn docker_manages_ipv6(&mut self) -> Option<String> {
+            None
+        }
+    }
+
+    fn ruleset(proxied: &[&str]) -> Ruleset {
+        let mut ruleset =
+            crate::plan::PlanInputs::default().plan(&super::super::skeleton_snapshot());
+        for address in proxied {
+            let entry = ("eth0".to_string(), address.parse().unwrap());
+            ruleset.ndp.entries.insert(entry);
+        }
+        ruleset
+    }
+
+    #[test]
+    fn prerequisites_then_the_table_then_ndp_and_ndp_only_when_it_changes() {
+        let log = Log::default();
+        let mut enforcer = Enforcer::new(FakeKernel(log.clone(), false), FakeHost(log.clone()));
+        enforcer
+            .enforce(ruleset(&["2001:db8::5"]))
+            .unwrap()
+            .ndp
+            .unwrap();
+        assert_eq!(*log.borrow(), ["prepare", "table", "ndp"]);
+        log.borrow_mut().clear();
+        enforcer
+            .enforce(ruleset(&["2001:db8::5"]))
+            .unwrap()
+            .ndp
+            .unwrap();
+        assert_eq!(*log.borrow(), ["prepare"], "nothing changed");
+        log.borrow_mut().clear();
+        enforcer
+            .enforce(ruleset(&["2001:db8::6"]))
+            .unwrap()
+            .ndp
+            .unwrap();
+        assert_eq!(*log.borrow(), ["prepare", "ndp"]);
+    }
+
+    #[test]
+    fn a_refused_table_leaves_the_ndp_entries_alone() {
+        let log = Log::default();
+        let mut enforcer = Enforcer::new(FakeKernel(log.clone(), true), FakeHost(log.clone()));
+        assert!(enforcer.enforce(ruleset(&["2001:db8::5"])).is_err());
+        assert_eq!(*log.borrow(), ["prepare", "table"]);
+    }
+}
