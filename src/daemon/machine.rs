@@ -19,18 +19,13 @@ use tracing::{debug, error, info, info_span, warn};
 use super::drift::{DriftReport, RestoreLimit};
 use super::enforcer::{Enforcer, Host};
 use super::inputs::{InputsError, PlanInputs};
-use super::pacing::{Pacer, Pending, TriggerKind};
+use super::pacing::{Backoff, FIRST_RETRY, MAX_RETRY, Pacer, Pending, TriggerKind};
 use super::reconcile::{self, Kernel};
 use super::status::{Status, unix_now};
 use crate::docker::events::Classified;
 use crate::plan;
 use crate::read::ReadError;
 use crate::snapshot::{Container, Network, Snapshot};
-
-/// Reconnect delays: 250 ms doubling to 10 s, back to 250 ms once a read of Docker succeeds
-/// (not on connect: a dockerd that accepts connections but fails reads must not be hammered).
-pub const FIRST_RETRY: Duration = Duration::from_millis(250);
-pub const MAX_RETRY: Duration = Duration::from_secs(10);
 
 /// What happened: the machine's only way of learning anything.
 #[derive(Debug)]
@@ -493,33 +488,6 @@ fn has_unknown_network(snapshot: &Snapshot) -> bool {
         .iter()
         .flat_map(|c| &c.endpoints)
         .any(|e| snapshot.network_by_id(&e.network_id).is_none())
-}
-
-/// Reconnect delays: [`FIRST_RETRY`] doubling to [`MAX_RETRY`]. Reset only by a successful
-/// read of Docker, not by connecting: a dockerd that accepts connections but fails every
-/// read is retried ever more slowly, not every 250 ms.
-#[derive(Debug)]
-struct Backoff {
-    next: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff { next: FIRST_RETRY }
-    }
-}
-
-impl Backoff {
-    /// The delay before the next attempt; the one after it doubles.
-    fn next_delay(&mut self) -> Duration {
-        let delay = self.next;
-        self.next = (self.next * 2).min(MAX_RETRY);
-        delay
-    }
-
-    fn reset(&mut self) {
-        self.next = FIRST_RETRY;
-    }
 }
 
 #[cfg(test)]

@@ -528,12 +528,3 @@ fn a_refused_transaction_changes_nothing_and_is_retried() {
     rig.settle();
     assert_eq!(rig.calls(), ["replace refused", "replace 2 elements"]);
 }
-
-#[test]
-fn backoff_doubles_to_its_maximum_and_resets() {
-    let mut backoff = Backoff::default();
-    let delays: Vec<u128> = (0..8).map(|_| backoff.next_delay().as_millis()).collect();
-    assert_eq!(delays, [250, 500, 1000, 2000, 4000, 8000, 10_000, 10_000]);
-    backoff.reset();
-    assert_eq!(backoff.next_delay(), FIRST_RETRY);
-}
