@@ -165,8 +165,10 @@ v6g_ensure_dockerd() {
         rm -f "$V6G_DOCKERD_PID"
         v6g_log "starting dockerd --config-file $V6G_DAEMON_JSON (log $V6G_DOCKERD_LOG)"
         # setsid: own session, so it survives the calling script / its process group.
+        # 3>&- … 9>&-: run under `flock /run/v6guard-tests.lock CMD`, the lock's descriptor
+        # (3) would be inherited, and dockerd would hold the test lock for as long as it runs.
         setsid "$DOCKERD" --config-file "$V6G_DAEMON_JSON" --pidfile "$V6G_DOCKERD_PID" \
-            </dev/null >>"$V6G_DOCKERD_LOG" 2>&1 &
+            </dev/null >>"$V6G_DOCKERD_LOG" 2>&1 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&- &
         pid=$!
     fi
 
