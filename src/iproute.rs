@@ -1,5 +1,6 @@
-//! Running iproute2's `ip`, for the few host changes v6guard makes outside nftables
-//! (neighbour proxy entries, the audit's probe namespace).
+//! Running iproute2's `ip`, for the audit's probe namespace (`audit --probe`), the one host
+//! change v6guard still makes through `ip`. Neighbour proxy entries go over rtnetlink
+//! (src/ndp.rs).
 
 use std::process::Command;
 

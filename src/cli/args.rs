@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::exit::Failure;
-use v6guard::config::{self, Config};
+use v6guard::config::{self, Config, ConfigErrors};
+use v6guard::daemon::inputs::InputsError;
 use v6guard::plan::{PlanInputs, PlanOptions};
 
 #[derive(Args)]
@@ -182,6 +183,11 @@ pub struct CheckConfigArgs {
 /// Load v6guard.yaml and the policy files, or every error found in them. Nothing may be read
 /// from Docker or written to the kernel before this succeeds.
 pub fn load_inputs(files: &ConfigArgs) -> Result<(Config, PlanInputs), Failure> {
+    load_inputs_typed(files).map_err(|e| Failure::Config(e.to_string()))
+}
+
+/// [`load_inputs`] with every configuration and policy error kept, for the daemon's reload.
+pub fn load_inputs_typed(files: &ConfigArgs) -> Result<(Config, PlanInputs), InputsError> {
     let config = config::load_config(files.config.as_deref());
     let policy = config::load_policies(files.policies_dir.as_deref());
     match (config, policy) {
@@ -190,15 +196,12 @@ pub fn load_inputs(files: &ConfigArgs) -> Result<(Config, PlanInputs), Failure> 
             Ok((config, PlanInputs { options, policy }))
         }
         (config, policy) => {
-            let errors: Vec<String> = [config.err(), policy.err()]
+            let errors = [config.err(), policy.err()]
                 .into_iter()
                 .flatten()
-                .map(|e| e.to_string())
+                .flat_map(|e| e.0)
                 .collect();
-            Err(Failure::Config(format!(
-                "the configuration has errors; nothing was changed:\n{}",
-                errors.join("\n")
-            )))
+            Err(InputsError(ConfigErrors(errors)))
         }
     }
 }

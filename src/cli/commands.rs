@@ -10,6 +10,7 @@ use super::args::{
 };
 use super::exit::{Exit, Failure};
 use v6guard::config::Config;
+use v6guard::daemon::enforcer::Enforcer;
 use v6guard::nft;
 use v6guard::plan::{self, PlanInputs};
 use v6guard::read::take_snapshot;
@@ -195,19 +196,20 @@ pub async fn apply(read: &ReadArgs, force: bool) -> Result<Exit, Failure> {
     let ruleset = plan::plan(&snapshot, &inputs);
     log_policy_warnings(&snapshot, &inputs);
     log_augment(&snapshot, &inputs);
-    v6guard::host::ensure_prerequisites(&ruleset);
-    nft::apply(&ruleset)?;
-    v6guard::ndp::sync(&ruleset.ndp).map_err(|e| {
+    let table = ruleset.table.clone();
+    // The daemon's Enforcer, so both install in the same order (see its documentation). It
+    // needs dockerd's settings only for the daemon's start, before Docker is read.
+    let applied = Enforcer::system(None).enforce(ruleset)?;
+    applied.ndp.map_err(|e| {
         Failure::Unexpected(format!(
             "the ruleset is applied, but NDP proxying is not: {e}"
         ))
     })?;
     info!(
-        rules = ruleset.rule_count(),
-        published = ruleset.element_count(),
+        rules = applied.table.rules,
+        published = applied.table.elements,
         ms = started.elapsed().as_millis() as u64,
-        "applied tables ip6 and bridge {}",
-        ruleset.table
+        "applied tables ip6 and bridge {table}"
     );
     Ok(Exit::Ok)
 }

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::args::{DaemonArgs, Format, SCHEMA_VERSION, load_inputs};
+use super::args::{DaemonArgs, Format, SCHEMA_VERSION, load_inputs, load_inputs_typed};
 use super::commands::to_json;
 use super::exit::{Exit, Failure};
 use v6guard::daemon::status::{Health, Status, unix_now};
@@ -32,16 +32,14 @@ pub async fn daemon(args: DaemonArgs) -> Result<Exit, Failure> {
     let files = args.config;
     let force = args.force;
     let reload = move || {
-        load_inputs(&files)
-            .map(|(_, mut inputs)| {
-                inputs.options.force_full = force;
-                inputs
-            })
-            .map_err(|e| e.to_string())
+        load_inputs_typed(&files).map(|(_, mut inputs)| {
+            inputs.options.force_full = force;
+            inputs
+        })
     };
     match daemon::run(options, reload).await {
         Ok(()) => Ok(Exit::Ok),
-        Err(DaemonError::Inputs(message)) => Err(Failure::Config(message)),
+        Err(DaemonError::Inputs(error)) => Err(Failure::Config(error.to_string())),
         Err(error @ DaemonError::Cleanup(_)) => Err(Failure::KernelRefused(error.to_string())),
         Err(error) => Err(Failure::Unexpected(error.to_string())),
     }

@@ -7,14 +7,21 @@
 
 pub use crate::plan::PlanInputs;
 
-/// Loads the plan inputs. An error is a message a person can act on, naming `file:line` when
-/// a file is at fault; the daemon logs it and keeps what it had.
+use crate::config::ConfigErrors;
+
+/// Why the plan inputs could not be loaded: every error in the configuration and policy
+/// files, each naming `file:line`. The daemon logs it and keeps what it had.
+#[derive(Debug, thiserror::Error)]
+#[error("the configuration has errors; nothing was changed:\n{0}")]
+pub struct InputsError(#[from] pub ConfigErrors);
+
+/// Loads the plan inputs.
 pub trait LoadInputs {
-    fn load(&mut self) -> Result<PlanInputs, String>;
+    fn load(&mut self) -> Result<PlanInputs, InputsError>;
 }
 
-impl<F: FnMut() -> Result<PlanInputs, String>> LoadInputs for F {
-    fn load(&mut self) -> Result<PlanInputs, String> {
+impl<F: FnMut() -> Result<PlanInputs, InputsError>> LoadInputs for F {
+    fn load(&mut self) -> Result<PlanInputs, InputsError> {
         self()
     }
 }

@@ -1,4 +1,5 @@
-//! Coalescing: what is waiting to be re-read, and when to reconcile it.
+//! Coalescing: what is waiting to be re-read, and when to reconcile it; and when to try
+//! Docker again after losing it ([`Backoff`]).
 //!
 //! A single change after a quiet spell is reconciled at once, so it adds no latency. When
 //! changes keep coming (`docker compose up` of 50 containers), transactions are spaced out,
@@ -195,6 +196,38 @@ fn hold(level: u32) -> Duration {
         .min(MAX_HOLD)
 }
 
+/// Reconnect delays: 250 ms doubling to 10 s, back to 250 ms once a read of Docker succeeds
+/// (not on connect: a dockerd that accepts connections but fails reads must not be hammered).
+pub const FIRST_RETRY: Duration = Duration::from_millis(250);
+pub const MAX_RETRY: Duration = Duration::from_secs(10);
+
+/// Reconnect delays: [`FIRST_RETRY`] doubling to [`MAX_RETRY`]. Reset only by a successful
+/// read of Docker, not by connecting: a dockerd that accepts connections but fails every
+/// read is retried ever more slowly, not every 250 ms.
+#[derive(Debug)]
+pub struct Backoff {
+    next: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff { next: FIRST_RETRY }
+    }
+}
+
+impl Backoff {
+    /// The delay before the next attempt; the one after it doubles.
+    pub fn next_delay(&mut self) -> Duration {
+        let delay = self.next;
+        self.next = (self.next * 2).min(MAX_RETRY);
+        delay
+    }
+
+    pub fn reset(&mut self) {
+        self.next = FIRST_RETRY;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,5 +325,14 @@ mod tests {
         assert_eq!(pending.since, Some(t0 + ms(5)));
         assert!(pending.full && pending.containers.contains("b"));
         assert_eq!(pending.kind, Some(TriggerKind::Reload));
+    }
+
+    #[test]
+    fn backoff_doubles_to_its_maximum_and_resets() {
+        let mut backoff = Backoff::default();
+        let delays: Vec<u128> = (0..8).map(|_| backoff.next_delay().as_millis()).collect();
+        assert_eq!(delays, [250, 500, 1000, 2000, 4000, 8000, 10_000, 10_000]);
+        backoff.reset();
+        assert_eq!(backoff.next_delay(), FIRST_RETRY);
     }
 }
