@@ -2,7 +2,6 @@
 //! (which tables are ours), stand-down (Docker's own table), the audit and `verify`.
 
 use std::collections::BTreeMap;
-use std::ffi::CStr;
 use std::io;
 
 use nftnl::nftnl_sys as sys;
@@ -11,6 +10,7 @@ use super::layout::decode_fields;
 use super::{NftError, c_string};
 use crate::ruleset::{Field, NamedSet};
 
+mod attr;
 pub mod rules;
 
 use rules::ChainRules;
@@ -61,54 +61,41 @@ pub fn list_tables() -> Result<Vec<TableId>, NftError> {
 }
 
 fn parse_table(header: &libc::nlmsghdr, tables: &mut Vec<TableId>) -> libc::c_int {
-    // SAFETY: `header` is a complete NEWTABLE message from the kernel (mnl validated it);
-    // the nftnl_table is allocated and freed here.
-    unsafe {
-        let table = sys::nftnl_table_alloc();
-        if table.is_null() {
-            return mnl::mnl_sys::MNL_CB_ERROR;
-        }
-        if sys::nftnl_table_nlmsg_parse(header as *const _ as *const _, table) < 0 {
-            sys::nftnl_table_free(table);
-            return mnl::mnl_sys::MNL_CB_ERROR;
-        }
-        let name = sys::nftnl_table_get_str(table, sys::NFTNL_TABLE_NAME as u16);
-        if !name.is_null() {
-            tables.push(TableId {
-                family: sys::nftnl_table_get_u32(table, sys::NFTNL_TABLE_FAMILY as u16),
-                name: CStr::from_ptr(name).to_string_lossy().into_owned(),
-                comment: table_comment(table),
-                dormant: sys::nftnl_table_get_u32(table, sys::NFTNL_TABLE_FLAGS as u16)
-                    & NFT_TABLE_F_DORMANT
-                    != 0,
-            });
-        }
-        sys::nftnl_table_free(table);
+    if let Some(table) = attr::message(message_bytes(header)).and_then(table_from) {
+        tables.push(table);
     }
     mnl::mnl_sys::MNL_CB_OK
 }
 
+/// `NFTA_TABLE_*` in linux/netfilter/nf_tables.h.
+const NFTA_TABLE_NAME: u16 = 1;
+const NFTA_TABLE_FLAGS: u16 = 2;
+const NFTA_TABLE_USERDATA: u16 = 6;
+
+/// A table from a NEWTABLE message; `None` for other messages or one without a name.
+fn table_from(message: attr::Message<'_>) -> Option<TableId> {
+    if message.kind != attr::NEWTABLE {
+        return None;
+    }
+    let get = |kind| attr::find(message.attributes, kind);
+    Some(TableId {
+        family: u32::from(message.family),
+        name: attr::text(get(NFTA_TABLE_NAME)?),
+        comment: get(NFTA_TABLE_USERDATA).and_then(table_comment),
+        dormant: get(NFTA_TABLE_FLAGS)
+            .and_then(attr::be32)
+            .is_some_and(|flags| flags & NFT_TABLE_F_DORMANT != 0),
+    })
+}
+
 /// The comment in a table's userdata (a TLV: type 0 = comment, length, NUL-terminated text).
-///
-/// # Safety
-/// `table` must be a live, parsed nftnl_table.
-unsafe fn table_comment(table: *mut sys::nftnl_table) -> Option<String> {
-    let mut len = 0u32;
-    // SAFETY: per this function's contract; the pointer is valid for `len` bytes.
-    let data = unsafe {
-        let data = sys::nftnl_table_get_data(table, sys::NFTNL_TABLE_USERDATA as u16, &mut len);
-        if data.is_null() {
-            return None;
-        }
-        std::slice::from_raw_parts(data as *const u8, len as usize)
-    };
+fn table_comment(data: &[u8]) -> Option<String> {
     let mut at = 0;
     while at + 2 <= data.len() {
         let (kind, length) = (data[at], usize::from(data[at + 1]));
         let value = data.get(at + 2..at + 2 + length)?;
         if u32::from(kind) == sys::NFTNL_UDATA_TABLE_COMMENT {
-            let text = value.split(|b| *b == 0).next().unwrap_or_default();
-            return Some(String::from_utf8_lossy(text).into_owned());
+            return Some(attr::text(value));
         }
         at += 2 + length;
     }
@@ -145,40 +132,36 @@ pub fn list_chains() -> Result<Vec<ChainId>, NftError> {
 }
 
 fn parse_chain(header: &libc::nlmsghdr, chains: &mut Vec<ChainId>) -> libc::c_int {
-    // SAFETY: `header` is a complete NEWCHAIN message from the kernel (mnl validated it);
-    // the nftnl_chain is allocated and freed here, and its strings are copied before.
-    unsafe {
-        let chain = sys::nftnl_chain_alloc();
-        if chain.is_null() {
-            return mnl::mnl_sys::MNL_CB_ERROR;
-        }
-        if sys::nftnl_chain_nlmsg_parse(header as *const _ as *const _, chain) < 0 {
-            sys::nftnl_chain_free(chain);
-            return mnl::mnl_sys::MNL_CB_ERROR;
-        }
-        let text = |attr: u32| {
-            let value = sys::nftnl_chain_get_str(chain, attr as u16);
-            (!value.is_null()).then(|| CStr::from_ptr(value).to_string_lossy().into_owned())
-        };
-        let is_set = |attr: u32| sys::nftnl_chain_is_set(chain, attr as u16);
-        if let (Some(name), Some(table)) =
-            (text(sys::NFTNL_CHAIN_NAME), text(sys::NFTNL_CHAIN_TABLE))
-        {
-            chains.push(ChainId {
-                family: sys::nftnl_chain_get_u32(chain, sys::NFTNL_CHAIN_FAMILY as u16),
-                table,
-                name,
-                hook: is_set(sys::NFTNL_CHAIN_HOOKNUM)
-                    .then(|| sys::nftnl_chain_get_u32(chain, sys::NFTNL_CHAIN_HOOKNUM as u16)),
-                priority: is_set(sys::NFTNL_CHAIN_PRIO)
-                    .then(|| sys::nftnl_chain_get_s32(chain, sys::NFTNL_CHAIN_PRIO as u16)),
-                policy: is_set(sys::NFTNL_CHAIN_POLICY)
-                    .then(|| sys::nftnl_chain_get_u32(chain, sys::NFTNL_CHAIN_POLICY as u16)),
-            });
-        }
-        sys::nftnl_chain_free(chain);
+    if let Some(chain) = attr::message(message_bytes(header)).and_then(chain_from) {
+        chains.push(chain);
     }
     mnl::mnl_sys::MNL_CB_OK
+}
+
+/// `NFTA_CHAIN_*` and `NFTA_HOOK_*` in linux/netfilter/nf_tables.h.
+const NFTA_CHAIN_TABLE: u16 = 1;
+const NFTA_CHAIN_NAME: u16 = 3;
+const NFTA_CHAIN_HOOK: u16 = 4;
+const NFTA_CHAIN_POLICY: u16 = 5;
+const NFTA_HOOK_HOOKNUM: u16 = 1;
+const NFTA_HOOK_PRIORITY: u16 = 2;
+
+/// A chain from a NEWCHAIN message; `None` for other messages or one without a name.
+fn chain_from(message: attr::Message<'_>) -> Option<ChainId> {
+    if message.kind != attr::NEWCHAIN {
+        return None;
+    }
+    let get = |kind| attr::find(message.attributes, kind);
+    let hook = get(NFTA_CHAIN_HOOK);
+    let in_hook = |kind| hook.and_then(|h| attr::find(h, kind)).and_then(attr::be32);
+    Some(ChainId {
+        family: u32::from(message.family),
+        table: attr::text(get(NFTA_CHAIN_TABLE)?),
+        name: attr::text(get(NFTA_CHAIN_NAME)?),
+        hook: in_hook(NFTA_HOOK_HOOKNUM),
+        priority: in_hook(NFTA_HOOK_PRIORITY).map(|p| p as i32),
+        policy: get(NFTA_CHAIN_POLICY).and_then(attr::be32),
+    })
 }
 
 /// Every rule of tables `ip6 TABLE` and `bridge TABLE` as the kernel holds them, by chain, or
@@ -219,13 +202,16 @@ fn dump_rules(table: &str, family: u16, chains: &mut ChainRules) -> Result<bool,
 }
 
 fn rule_message(header: &libc::nlmsghdr, chains: &mut ChainRules) -> libc::c_int {
+    rules::add_rule(message_bytes(header), chains);
+    mnl::mnl_sys::MNL_CB_OK
+}
+
+/// The bytes of the message `header` starts.
+fn message_bytes(header: &libc::nlmsghdr) -> &[u8] {
     let length = header.nlmsg_len as usize;
     // SAFETY: mnl validated that the message, `nlmsg_len` bytes from its header, lies within
-    // the received buffer.
-    let message =
-        unsafe { std::slice::from_raw_parts((header as *const libc::nlmsghdr).cast(), length) };
-    rules::add_rule(message, chains);
-    mnl::mnl_sys::MNL_CB_OK
+    // the received buffer, which outlives the callback this is called from.
+    unsafe { std::slice::from_raw_parts((header as *const libc::nlmsghdr).cast(), length) }
 }
 
 /// The elements the kernel holds in `set` (decoded with its key and value types) in table
@@ -254,14 +240,19 @@ pub fn read_elements(table: &str, set: &NamedSet) -> Result<Option<Elements>, Nf
         // SAFETY: the set object is valid and names the set to dump.
         unsafe { sys::nftnl_set_elems_nlmsg_build_payload(header, holder.0) }
     });
-    let mut target = holder.0;
-    match run_dump(&request, parse_elements, &mut target) {
-        Ok(()) => Ok(Some(collect_elements(&holder, set))),
+    let mut dump = ElementDump {
+        set,
+        elements: Elements::new(),
+        unknown: 0,
+    };
+    match run_dump(&request, parse_elements, &mut dump) {
+        Ok(()) => Ok(Some(dump.elements)),
         Err(NftError::Receive(e)) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
         Err(e) => Err(e),
     }
 }
 
+/// The set object that names the set in a GETSETELEM request.
 struct OwnedSet(*mut sys::nftnl_set);
 
 impl Drop for OwnedSet {
@@ -273,54 +264,61 @@ impl Drop for OwnedSet {
     }
 }
 
-fn collect_elements(holder: &OwnedSet, set: &NamedSet) -> Elements {
-    let mut out = BTreeMap::new();
-    // SAFETY: the iterator walks the set's own element list and is destroyed before return;
-    // each key and data pointer is valid for its length while the set lives.
-    unsafe {
-        let iter = sys::nftnl_set_elems_iter_create(holder.0);
-        if iter.is_null() {
-            return out;
+/// The elements of one set as its dump's messages arrive.
+struct ElementDump<'s> {
+    set: &'s NamedSet,
+    elements: Elements,
+    /// Elements v6guard never writes (undecodable): each kept as a distinct marker.
+    unknown: u16,
+}
+
+/// `NFTA_SET_ELEM_LIST_*`, `NFTA_SET_ELEM_*` and `NFTA_DATA_VALUE` in nf_tables.h.
+const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
+const NFTA_LIST_ELEM: u16 = 1;
+const NFTA_SET_ELEM_KEY: u16 = 1;
+const NFTA_SET_ELEM_DATA: u16 = 2;
+const NFTA_SET_ELEM_KEY_END: u16 = 10;
+const NFTA_DATA_VALUE: u16 = 1;
+
+fn parse_elements(header: &libc::nlmsghdr, dump: &mut ElementDump<'_>) -> libc::c_int {
+    if let Some(message) = attr::message(message_bytes(header)) {
+        add_elements(message, dump);
+    }
+    mnl::mnl_sys::MNL_CB_OK
+}
+
+/// Decode the elements of one NEWSETELEM message into `dump`.
+fn add_elements(message: attr::Message<'_>, dump: &mut ElementDump<'_>) {
+    if message.kind != attr::NEWSETELEM {
+        return;
+    }
+    let Some(list) = attr::find(message.attributes, NFTA_SET_ELEM_LIST_ELEMENTS) else {
+        return;
+    };
+    let set = dump.set;
+    for (kind, element) in attr::attributes(list) {
+        if kind != NFTA_LIST_ELEM {
+            continue;
         }
-        let mut elem = sys::nftnl_set_elems_iter_cur(iter);
-        let mut unknown = 0u16;
-        while !elem.is_null() {
-            let key = elem_bytes(elem, sys::NFTNL_SET_ELEM_KEY);
-            let key_end = set
-                .interval
-                .then(|| elem_bytes(elem, sys::NFTNL_SET_ELEM_KEY_END));
-            let value = elem_bytes(elem, sys::NFTNL_SET_ELEM_DATA);
-            let decoded = decode_fields(&set.key, &key, key_end.as_deref()).zip(if set.is_map() {
-                decode_fields(&set.value, &value, None)
+        // A value attribute's bytes (empty when absent, as v6guard's sets never hold that).
+        let value_of = |kind| {
+            attr::find(element, kind)
+                .and_then(|data| attr::find(data, NFTA_DATA_VALUE))
+                .unwrap_or_default()
+        };
+        let key_end = set.interval.then(|| value_of(NFTA_SET_ELEM_KEY_END));
+        let decoded =
+            decode_fields(&set.key, value_of(NFTA_SET_ELEM_KEY), key_end).zip(if set.is_map() {
+                decode_fields(&set.value, value_of(NFTA_SET_ELEM_DATA), None)
             } else {
                 Some(Vec::new())
             });
-            // An element v6guard never writes still counts: keep a marker that matches nothing.
-            let (key, value) = decoded.unwrap_or_else(|| {
-                unknown += 1;
-                (vec![Field::Port(unknown)], vec![Field::Port(0)])
-            });
-            out.insert(key, value);
-            elem = sys::nftnl_set_elems_iter_next(iter);
-        }
-        sys::nftnl_set_elems_iter_destroy(iter);
-    }
-    out
-}
-
-/// An element attribute's bytes (empty when absent).
-///
-/// # Safety
-/// `elem` must be a live element.
-unsafe fn elem_bytes(elem: *mut sys::nftnl_set_elem, attr: u32) -> Vec<u8> {
-    let mut len = 0u32;
-    // SAFETY: per this function's contract; the pointer is valid for `len` bytes.
-    unsafe {
-        let data = sys::nftnl_set_elem_get(elem, attr as u16, &mut len);
-        if data.is_null() {
-            return Vec::new();
-        }
-        std::slice::from_raw_parts(data as *const u8, len as usize).to_vec()
+        // An element v6guard never writes still counts: keep a marker that matches nothing.
+        let (key, value) = decoded.unwrap_or_else(|| {
+            dump.unknown += 1;
+            (vec![Field::Port(dump.unknown)], vec![Field::Port(0)])
+        });
+        dump.elements.insert(key, value);
     }
 }
 
@@ -362,13 +360,5 @@ fn run_dump<T>(request: &[u8], callback: mnl::Callback<T>, data: &mut T) -> Resu
     }
 }
 
-fn parse_elements(header: &libc::nlmsghdr, set: &mut *mut sys::nftnl_set) -> libc::c_int {
-    // SAFETY: `header` is a complete NEWSETELEM message (mnl validated it); the set is valid.
-    let result =
-        unsafe { sys::nftnl_set_elems_nlmsg_parse((header as *const libc::nlmsghdr).cast(), *set) };
-    if result < 0 {
-        mnl::mnl_sys::MNL_CB_ERROR
-    } else {
-        mnl::mnl_sys::MNL_CB_OK
-    }
-}
+#[cfg(test)]
+mod tests;

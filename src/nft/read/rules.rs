@@ -4,12 +4,7 @@
 
 use std::collections::BTreeMap;
 
-/// `nfnetlink` subsystem of nftables, in the high byte of `nlmsg_type`.
-const NFTABLES: u16 = (libc::NFNL_SUBSYS_NFTABLES as u16) << 8;
-const NEWRULE: u16 = NFTABLES | libc::NFT_MSG_NEWRULE as u16;
-const NLMSG_HDRLEN: usize = 16;
-const NFGENMSG_LEN: usize = 4;
-const NLA_TYPE_MASK: u16 = 0x3fff;
+use super::attr::{self, NEWRULE, attributes};
 
 const NFTA_RULE_CHAIN: u16 = 2;
 const NFTA_RULE_EXPRESSIONS: u16 = 4;
@@ -31,25 +26,18 @@ pub type ChainRules = BTreeMap<String, Vec<RuleBytes>>;
 
 /// Add the rule in one `NEWRULE` message of a dump to `chains`; other messages are ignored.
 pub fn add_rule(message: &[u8], chains: &mut ChainRules) {
-    let Some(kind) = message.get(4..6) else {
+    let Some(message) = attr::message(message).filter(|m| m.kind == NEWRULE) else {
         return;
     };
-    if u16::from_ne_bytes([kind[0], kind[1]]) != NEWRULE {
-        return;
-    }
-    let Some(payload) = message.get(NLMSG_HDRLEN + NFGENMSG_LEN..) else {
-        return;
-    };
-    // The first byte of the nfgenmsg header names the rule's family.
-    let bridge = message.get(NLMSG_HDRLEN) == Some(&(libc::NFPROTO_BRIDGE as u8));
+    let bridge = message.family == libc::NFPROTO_BRIDGE as u8;
     let mut chain = None;
     let mut rule = RuleBytes {
         expressions: Vec::new(),
         userdata: Vec::new(),
     };
-    for (kind, value) in attributes(payload) {
+    for (kind, value) in attributes(message.attributes) {
         match kind {
-            NFTA_RULE_CHAIN => chain = Some(c_str(value)),
+            NFTA_RULE_CHAIN => chain = Some(attr::text(value)),
             NFTA_RULE_EXPRESSIONS => rule.expressions = without_counter_values(value),
             NFTA_RULE_USERDATA => rule.userdata = value.to_vec(),
             _ => {}
@@ -65,20 +53,6 @@ pub fn add_rule(message: &[u8], chains: &mut ChainRules) {
     }
 }
 
-/// The attributes in a buffer of them: (type without flags, value).
-fn attributes(mut bytes: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
-    std::iter::from_fn(move || {
-        let length = u16::from_ne_bytes(bytes.get(..2)?.try_into().ok()?) as usize;
-        let kind = u16::from_ne_bytes(bytes.get(2..4)?.try_into().ok()?) & NLA_TYPE_MASK;
-        if length < 4 || length > bytes.len() {
-            return None;
-        }
-        let value = &bytes[4..length];
-        bytes = bytes.get(align(length)..).unwrap_or_default();
-        Some((kind, value))
-    })
-}
-
 /// The expression list with each counter reduced to its name: packets and bytes change with
 /// traffic (and start at zero after a restore).
 fn without_counter_values(list: &[u8]) -> Vec<u8> {
@@ -88,7 +62,7 @@ fn without_counter_values(list: &[u8]) -> Vec<u8> {
             continue;
         }
         let is_counter = attributes(element)
-            .any(|(kind, value)| kind == NFTA_EXPR_NAME && c_str(value) == "counter");
+            .any(|(kind, value)| kind == NFTA_EXPR_NAME && attr::text(value) == "counter");
         if is_counter {
             out.extend_from_slice(b"counter;");
         } else {
@@ -99,45 +73,27 @@ fn without_counter_values(list: &[u8]) -> Vec<u8> {
     out
 }
 
-fn c_str(value: &[u8]) -> String {
-    let end = value.iter().position(|b| *b == 0).unwrap_or(value.len());
-    String::from_utf8_lossy(&value[..end]).into_owned()
-}
-
-fn align(length: usize) -> usize {
-    (length + 3) & !3
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::attr::build;
     use super::*;
 
-    fn attribute(kind: u16, value: &[u8]) -> Vec<u8> {
-        let mut out = ((value.len() + 4) as u16).to_ne_bytes().to_vec();
-        out.extend_from_slice(&kind.to_ne_bytes());
-        out.extend_from_slice(value);
-        out.resize(align(out.len()), 0);
-        out
-    }
-
     fn expression(name: &str, data: &[u8]) -> Vec<u8> {
-        let mut inner = attribute(NFTA_EXPR_NAME, format!("{name}\0").as_bytes());
-        inner.extend(attribute(2, data));
-        attribute(NFTA_LIST_ELEM, &inner)
+        let mut inner = build::text(NFTA_EXPR_NAME, name);
+        inner.extend(build::attribute(2, data));
+        build::attribute(NFTA_LIST_ELEM, &inner)
     }
 
     fn rule_message(chain: &str, expressions: &[Vec<u8>], comment: &str) -> Vec<u8> {
-        let mut payload = vec![0u8; NFGENMSG_LEN];
-        payload.extend(attribute(NFTA_RULE_CHAIN, format!("{chain}\0").as_bytes()));
-        payload.extend(attribute(NFTA_RULE_EXPRESSIONS, &expressions.concat()));
-        payload.extend(attribute(NFTA_RULE_USERDATA, comment.as_bytes()));
-        let mut message = ((NLMSG_HDRLEN + payload.len()) as u32)
-            .to_ne_bytes()
-            .to_vec();
-        message.extend_from_slice(&NEWRULE.to_ne_bytes());
-        message.extend_from_slice(&[0u8; 10]);
-        message.extend(payload);
-        message
+        build::message(
+            NEWRULE,
+            libc::NFPROTO_IPV6 as u8,
+            &[
+                build::text(NFTA_RULE_CHAIN, chain),
+                build::attribute(NFTA_RULE_EXPRESSIONS, &expressions.concat()),
+                build::attribute(NFTA_RULE_USERDATA, comment.as_bytes()),
+            ],
+        )
     }
 
     fn read(messages: &[Vec<u8>]) -> ChainRules {
