@@ -18,8 +18,9 @@
 #              A daemon_latency without that variable runs its fixed count once.
 #   rss        The real `v6guard daemon` (release) against a fake Docker API on a unix socket
 #              (benches/support/fake_dockerd.py) describing N containers x 10 published ports,
-#              in a throwaway namespace; VmRSS and VmHWM once the first reconcile has applied
-#              every element. N in RSS_N (default "100 1000 3000 10000").
+#              in a throwaway namespace; VmRSS and VmHWM RSS_SETTLE s (default 12: past the
+#              first periodic verify) after the first reconcile applied every element.
+#              N in RSS_N (default "100 1000 3000 10000").
 #   docker     Docker 20.10's per-port ip6tables cost vs N: with N ports' rules loaded
 #              (ip6tables-restore) in a throwaway namespace, the three ip6tables commands
 #              Docker runs to publish one more port, timed (DOCKER_SAMPLES ports, default 10).
@@ -314,12 +315,13 @@ part_rss() {
         elements=""
         for ((i = 0; i < 600; i++)); do
             elements=$(sed 's/\x1b\[[0-9;]*m//g' "$RSS_TMP/daemon.log" |
-                grep 'reconciled result="applied"' | grep -o 'elements=[0-9]*' | tail -n 1 | cut -d= -f2)
+                grep 'reconciled result="applied"' | grep -o 'elements=[0-9]*' | tail -n 1 | cut -d= -f2 || true)
             [[ -n $elements ]] && break
             kill -0 "$DAEMON_PID" 2>/dev/null || break
             sleep 0.1
         done
-        sleep 2
+        # Past the first periodic verify (every 10 s), which reads every element back.
+        sleep "${RSS_SETTLE:-12}"
         if [[ -z $elements ]] || ! kill -0 "$DAEMON_PID" 2>/dev/null; then
             log "the daemon did not reconcile at $n containers; its log:"
             cat "$RSS_TMP/daemon.log" >&2

@@ -8,7 +8,7 @@
 //!   private namespace for the reference rules);
 //! - `layout`: the byte layout of concatenations, shared by all of them.
 //!
-//! Dependencies run one way: `verify` -> `read`, `write`, `incremental`; `incremental` ->
+//! Dependencies run one way: `verify` -> `read`, `write`; `incremental` ->
 //! `read`, `write`; `read` and `write` -> `layout`; this module's `apply` and `cleanup` ->
 //! `read`, `write`.
 

@@ -217,6 +217,51 @@ fn message_bytes(header: &libc::nlmsghdr) -> &[u8] {
 /// The elements the kernel holds in `set` (decoded with its key and value types) in table
 /// `ip6 TABLE`, or `None` when the table or set is missing.
 pub fn read_elements(table: &str, set: &NamedSet) -> Result<Option<Elements>, NftError> {
+    let mut elements = Elements::new();
+    let found = dump_elements(table, set, &mut |key, value| {
+        elements.insert(key, value);
+    })?;
+    Ok(found.then_some(elements))
+}
+
+/// How the elements the kernel holds in a set compare with the plan's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ElementMatch {
+    /// Elements in the kernel's set.
+    pub held: usize,
+    /// Of those, the ones the plan has with the same value.
+    pub matching: usize,
+    /// Of those, the ones whose key the plan does not have.
+    pub extra: usize,
+}
+
+/// Compare the kernel's elements of `set` with `set.elements` as they are read, without
+/// collecting them: at 100,000 elements a collected copy is some 30 MiB the daemon's
+/// periodic verify would allocate each time. `None` when the table or set is missing.
+pub fn compare_elements(table: &str, set: &NamedSet) -> Result<Option<ElementMatch>, NftError> {
+    let mut found = ElementMatch {
+        held: 0,
+        matching: 0,
+        extra: 0,
+    };
+    let exists = dump_elements(table, set, &mut |key, value| {
+        found.held += 1;
+        match set.elements.get(&key) {
+            Some(planned) if *planned == value => found.matching += 1,
+            Some(_) => {}
+            None => found.extra += 1,
+        }
+    })?;
+    Ok(exists.then_some(found))
+}
+
+/// Dump the elements of `set` in table `ip6 TABLE`, handing each to `sink` decoded; false
+/// when the table or set is missing.
+fn dump_elements(
+    table: &str,
+    set: &NamedSet,
+    sink: &mut dyn FnMut(Vec<Field>, Vec<Field>),
+) -> Result<bool, NftError> {
     let table_name = c_string(table)?;
     let set_name = c_string(&set.name)?;
     // SAFETY: allocated here, freed by `OwnedSet`'s Drop.
@@ -242,12 +287,12 @@ pub fn read_elements(table: &str, set: &NamedSet) -> Result<Option<Elements>, Nf
     });
     let mut dump = ElementDump {
         set,
-        elements: Elements::new(),
+        sink,
         unknown: 0,
     };
     match run_dump(&request, parse_elements, &mut dump) {
-        Ok(()) => Ok(Some(dump.elements)),
-        Err(NftError::Receive(e)) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+        Ok(()) => Ok(true),
+        Err(NftError::Receive(e)) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
         Err(e) => Err(e),
     }
 }
@@ -267,7 +312,7 @@ impl Drop for OwnedSet {
 /// The elements of one set as its dump's messages arrive.
 struct ElementDump<'s> {
     set: &'s NamedSet,
-    elements: Elements,
+    sink: &'s mut dyn FnMut(Vec<Field>, Vec<Field>),
     /// Elements v6guard never writes (undecodable): each kept as a distinct marker.
     unknown: u16,
 }
@@ -318,7 +363,7 @@ fn add_elements(message: attr::Message<'_>, dump: &mut ElementDump<'_>) {
             dump.unknown += 1;
             (vec![Field::Port(dump.unknown)], vec![Field::Port(0)])
         });
-        dump.elements.insert(key, value);
+        (dump.sink)(key, value);
     }
 }
 

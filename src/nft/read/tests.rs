@@ -117,13 +117,17 @@ fn map_elements_decode_and_unknown_ones_still_count() {
         10,
         &[build::attribute(NFTA_SET_ELEM_LIST_ELEMENTS, &list)],
     );
+    let mut elements = Elements::new();
+    let mut sink = |key, value| {
+        elements.insert(key, value);
+    };
     let mut dump = ElementDump {
         set: &set,
-        elements: Elements::new(),
+        sink: &mut sink,
         unknown: 0,
     };
     add_elements(parsed(&bytes), &mut dump);
-    assert_eq!(dump.elements.len(), 2);
-    assert_eq!(dump.elements.get(&key.to_vec()), Some(&value.to_vec()));
     assert_eq!(dump.unknown, 1);
+    assert_eq!(elements.len(), 2);
+    assert_eq!(elements.get(&key.to_vec()), Some(&value.to_vec()));
 }

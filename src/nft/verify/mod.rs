@@ -7,9 +7,8 @@ mod reference;
 use tracing::warn;
 
 use super::NftError;
-use super::incremental::missing_from;
 use super::read::rules::ChainRules;
-use super::read::{list_tables, read_elements, read_rules};
+use super::read::{compare_elements, list_tables, read_rules};
 use crate::ruleset::Ruleset;
 
 pub use reference::reference;
@@ -105,18 +104,17 @@ pub fn verify(expected: &Ruleset, check: RuleCheck) -> Result<Verified, NftError
         problems.extend(rule_problems(expected, &held, reference.as_ref()));
     }
     for set in &expected.sets {
-        match read_elements(&expected.table, set)? {
+        match compare_elements(&expected.table, set)? {
             None => problems.push(format!("set {} is missing", set.name)),
-            Some(held) if held != set.elements => problems.push(format!(
-                "set {} holds {} elements ({} missing or changed, {} extra), expected {}",
-                set.name,
-                held.len(),
-                missing_from(&set.elements, &held).len(),
-                held.keys()
-                    .filter(|k| !set.elements.contains_key(*k))
-                    .count(),
-                set.elements.len()
-            )),
+            Some(held) if held.held != set.elements.len() || held.matching != held.held => problems
+                .push(format!(
+                    "set {} holds {} elements ({} missing or changed, {} extra), expected {}",
+                    set.name,
+                    held.held,
+                    set.elements.len() - held.matching,
+                    held.extra,
+                    set.elements.len()
+                )),
             Some(_) => {}
         }
     }

@@ -98,7 +98,28 @@ impl Session {
                 mnl::cb_run(message, seq, portid).map_err(NftError::Rejected)?;
             }
         }
+        let large = bytes.len() >= TRIM_AFTER_BATCH;
+        drop(bytes);
+        if large {
+            return_freed_memory();
+        }
         Ok(())
+    }
+}
+
+/// A batch this large (some 60,000 set elements) is a full replace on a large host. It
+/// comes right after the process's largest short-lived allocations: the whole container
+/// list from Docker, the plan, the batch and its joined copy. glibc keeps what they freed
+/// (at 10,000 containers x 10 ports, some 35 MiB of the daemon's 93 MiB RSS); hand it back.
+const TRIM_AFTER_BATCH: usize = 4 << 20;
+
+/// Return the heap's free pages to the kernel (glibc's `malloc_trim`; a few ms at most,
+/// paid only after a [`TRIM_AFTER_BATCH`]-sized transaction).
+fn return_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only releases free memory of the allocator's own arenas.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
