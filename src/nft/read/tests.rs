@@ -129,5 +129,5 @@ fn map_elements_decode_and_unknown_ones_still_count() {
     add_elements(parsed(&bytes), &mut dump);
     assert_eq!(dump.unknown, 1);
     assert_eq!(elements.len(), 2);
-    assert_eq!(elements.get(&key.to_vec()), Some(&value.to_vec()));
+    assert_eq!(elements.get(key.as_slice()), Some(&value.to_vec()));
 }
