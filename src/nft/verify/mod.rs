@@ -11,7 +11,7 @@ use super::read::rules::ChainRules;
 use super::read::{compare_elements, list_tables, read_rules};
 use crate::ruleset::Ruleset;
 
-pub use reference::reference;
+pub use reference::{ReferenceError, reference};
 
 /// How [`verify`] compares rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,7 +96,7 @@ pub fn verify(expected: &Ruleset, check: RuleCheck) -> Result<Verified, NftError
                 Ok(reference) => Some(reference),
                 Err(why) => {
                     warn!(%why, "cannot build the reference rules; comparing rule counts only");
-                    counted_only = Some(why);
+                    counted_only = Some(why.to_string());
                     None
                 }
             },
