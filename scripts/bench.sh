@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # v6guard performance: every benchmark of docs/performance.md, and the scaling plot.
 #
-#   scripts/bench.sh [criterion args...]      e.g. scripts/bench.sh apply_scale
+#   scripts/bench.sh [criterion args...]      e.g. PARTS=apply scripts/bench.sh apply_scale
 #   PARTS="rss plot" scripts/bench.sh          only some parts
 #
 # Parts (PARTS, default all, in this order):
