@@ -24,7 +24,7 @@
 //!   never matches a key that names either.
 //! - Family bridge: the frame's outermost EtherType is its VLAN tag's when tagged, IPv6
 //!   otherwise; `icmpv6 type` carries nft's `ether type ip6` dependency there (see
-//!   `nft::netlink`), so it does not match a tagged frame.
+//!   `nft::write`), so it does not match a tagged frame.
 //!
 //! Everything a packet's fate depends on beyond the rules is an input: routing's choice of
 //! output interface, the host's local addresses (for `fib daddr type local`), conntrack's

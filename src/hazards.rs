@@ -4,7 +4,7 @@
 //! [`read_host_facts`] is the edge: it reads /proc and lists nftables' tables and chains
 //! into [`HostFacts`], plain data that serialises with a snapshot. [`hazards`] is pure and
 //! decides from the facts and the Snapshot. v6guard's own table being dormant or edited is
-//! not a hazard here: `nft::read::verify` reports it.
+//! not a hazard here: `nft::verify::verify` reports it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;

@@ -2,7 +2,7 @@
 //!
 //! Data flows one way: `docker` and `settings` read the host into a [`snapshot::Snapshot`];
 //! [`plan::plan`] turns it into a [`ruleset::Ruleset`] without any I/O; `nft::render` prints
-//! that ruleset (the dry run) and `nft::netlink` installs it atomically (apply).
+//! that ruleset (the dry run) and `nft::write` installs it atomically (apply).
 
 pub mod audit;
 pub mod config;

@@ -1,7 +1,7 @@
 //! The Ruleset: what v6guard wants in the kernel, as plain data.
 //!
 //! The planner produces one Ruleset; two backends consume it: `nft::render` prints it as nft
-//! text (the dry run) and `nft::netlink` turns it into one atomic netlink batch (apply). The
+//! text (the dry run) and `nft::write` turns it into one atomic netlink batch (apply). The
 //! vocabulary is deliberately small (a handful of matches and verdicts) so that both backends
 //! can express every piece identically, which is what makes the dry run honest.
 

@@ -79,7 +79,7 @@ fn kernel_state(snapshot: &Snapshot, inputs: &PlanInputs, offline: bool) -> (Ker
         return (Kernel::Unchecked, Vec::new());
     }
     let ruleset = plan::plan(snapshot, inputs);
-    let verified = match nft::read::verify(&ruleset, nft::read::RuleCheck::Exact) {
+    let verified = match nft::verify::verify(&ruleset, nft::verify::RuleCheck::Exact) {
         Ok(verified) => verified,
         Err(error) => {
             let why = format!("cannot read the kernel's ruleset ({error})");

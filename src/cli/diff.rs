@@ -15,19 +15,19 @@
 use std::fmt::Write as _;
 
 use super::exit::Failure;
-use v6guard::nft::{self, incremental, read};
+use v6guard::nft::{self, incremental, read, verify};
 use v6guard::ruleset::Ruleset;
 
 /// The nft text of what apply would change, ending in a newline.
 pub fn live_diff(wanted: &Ruleset) -> Result<String, Failure> {
     let Some(held) = kernel_copy(wanted)? else {
         // A set or the table is missing: verify says which.
-        let verified = read::verify(wanted, read::RuleCheck::Count)?;
+        let verified = verify::verify(wanted, verify::RuleCheck::Count)?;
         return Ok(replace_whole(wanted, &verified.problems));
     };
     // `held` has the plan's structure and the kernel's elements: whatever verify still finds
     // is structural (table missing or dormant, another plan, rules added, removed, edited).
-    let verified = read::verify(&held, read::RuleCheck::Exact)?;
+    let verified = verify::verify(&held, verify::RuleCheck::Exact)?;
     if !verified.problems.is_empty() {
         return Ok(replace_whole(wanted, &verified.problems));
     }

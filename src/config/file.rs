@@ -9,11 +9,12 @@ use serde::{Serialize, Serializer};
 use serde_yaml_ng::Value;
 
 use super::error::ConfigErrors;
+use super::keypath::KeyPath;
 use super::values::{
     Invalid, parse_absolute_path, parse_docker_host, parse_duration, parse_gateway_mode,
     parse_listen,
 };
-use super::yaml::{Checker, Document, KeyPath, Table};
+use super::yaml::{Checker, Document, Table};
 use crate::snapshot::GatewayMode;
 
 /// How often the daemon re-reads Docker even without events, in case one was missed.

@@ -11,7 +11,7 @@ use std::fmt;
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use super::yaml::{KeyPath, Segment};
+use super::keypath::{KeyPath, Segment};
 
 /// Whether a mapping entry is located at its key or at its value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,6 +9,7 @@
 
 mod error;
 mod file;
+mod keypath;
 mod labels;
 mod locate;
 mod merge;

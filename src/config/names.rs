@@ -2,8 +2,9 @@
 //! before the containers they describe exist, and a stopped container is still expected.
 
 use super::error::Warning;
+use super::keypath::KeyPath;
 use super::policy::Policy;
-use super::yaml::{KeyPath, closest};
+use super::yaml::closest;
 use crate::snapshot::{Container, Network, Snapshot};
 
 /// A warning for each network no bridge network has the name of (or that has IPv6 off), and

@@ -10,12 +10,13 @@ use serde::Serialize;
 use serde_yaml_ng::Value;
 
 use super::error::{ConfigError, ConfigErrors, Location};
+use super::keypath::KeyPath;
 use super::ports::PortSpec;
 use super::values::{
     Invalid, check_container_name, check_network_name, parse_gateway_mode, parse_interface,
     parse_prefix, parse_snat_address,
 };
-use super::yaml::{Checker, Document, KeyPath, Table};
+use super::yaml::{Checker, Document, Table};
 use crate::snapshot::GatewayMode;
 
 /// Every policy file, combined. Each network and container is defined in one file only.

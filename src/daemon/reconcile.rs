@@ -20,7 +20,7 @@ use tracing::warn;
 use nftnl::FinalizedBatch;
 
 use crate::nft::incremental::{self, Delta, SetDelta};
-use crate::nft::netlink::Session;
+use crate::nft::write::Session;
 use crate::nft::{self, NftError};
 use crate::plan::PlanInputs;
 use crate::plan::incremental::{PlanCache, SetChange};
@@ -61,7 +61,7 @@ impl Netlink {
 
 impl Kernel for Netlink {
     fn replace(&mut self, ruleset: &Ruleset) -> Result<(), NftError> {
-        self.send(&nft::netlink::build_batch(ruleset)?)
+        self.send(&nft::write::build_batch(ruleset)?)
     }
 
     fn update(&mut self, table: &str, deltas: &[SetDelta]) -> Result<(), NftError> {
@@ -69,7 +69,7 @@ impl Kernel for Netlink {
     }
 
     fn verify(&mut self, ruleset: &Ruleset) -> Result<Vec<String>, NftError> {
-        crate::nft::read::verify(ruleset, crate::nft::read::RuleCheck::Count)
+        crate::nft::verify::verify(ruleset, crate::nft::verify::RuleCheck::Count)
             .map(|verified| verified.problems)
     }
 }

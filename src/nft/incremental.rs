@@ -137,7 +137,7 @@ fn element_set<'a, 'e>(
     elements: impl Iterator<Item = (&'e Vec<Field>, Option<&'e Vec<Field>>)>,
 ) -> Set<'a, ConcatKey> {
     let set = Set::<ConcatKey>::new_named(name, 0, table, ProtoFamily::Ipv6);
-    super::netlink::attach_elements(&set, interval, elements);
+    super::write::attach_elements(&set, interval, elements);
     set
 }
 

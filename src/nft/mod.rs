@@ -1,12 +1,23 @@
 //! nftables: the two backends of one Ruleset (text for the dry run, netlink for apply) and
 //! the few read-only kernel queries v6guard needs (which tables exist, what a table holds).
+//!
+//! - `render`: Ruleset -> nft text (the dry run); `write`: Ruleset -> netlink batch, sent;
+//!   `incremental`: element deltas, sent as one strict batch;
+//! - `read`: what the kernel holds (tables, chains, rules, elements), parsed from dumps;
+//! - `verify`: the kernel's table compared with the plan (uses `read`, and `write` in a
+//!   private namespace for the reference rules);
+//! - `layout`: the byte layout of concatenations, shared by all of them.
+//!
+//! Dependencies run one way: `verify` -> `read`, `write`; `incremental` ->
+//! `read`, `write`; `read` and `write` -> `layout`; this module's `apply` and `cleanup` ->
+//! `read`, `write`.
 
 pub mod incremental;
 mod layout;
-pub mod netlink;
 pub mod read;
 pub mod render;
-pub mod rules;
+pub mod verify;
+pub mod write;
 
 pub use read::{ChainId, TableId, list_chains, list_tables};
 
@@ -77,8 +88,8 @@ fn rejected_hint(error: &io::Error) -> &'static str {
 
 /// Replace v6guard's table with `ruleset` in one transaction.
 pub fn apply(ruleset: &Ruleset) -> Result<(), NftError> {
-    let batch = netlink::build_batch(ruleset)?;
-    netlink::send_batch(&batch)
+    let batch = write::build_batch(ruleset)?;
+    write::send_batch(&batch)
 }
 
 /// Remove every table v6guard owns (family ip6 or bridge, name starting with `v6guard`), in
@@ -111,7 +122,7 @@ pub fn cleanup() -> Result<Vec<String>, NftError> {
     for table in &tables {
         batch.add(table, nftnl::MsgType::Del);
     }
-    netlink::send_batch(&batch.finalize())?;
+    write::send_batch(&batch.finalize())?;
     Ok(ours
         .into_iter()
         .map(|(_, word, name)| format!("{word} {name}"))
