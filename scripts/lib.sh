@@ -40,8 +40,9 @@ V6G_DAEMON_JSON=$V6G_DAEMON_JSON_2010
 V6G_DOCKERD_LOG=$V6G_LAB_DIR/dockerd.log
 V6G_DOCKERD_PID=$V6G_LAB_DIR/dockerd.pid
 V6G_IMAGE=v6guard-lab/busybox:latest
-# Bump when the image content recipe changes; v6g_ensure_image rebuilds on mismatch.
-V6G_IMAGE_REV=4
+# Bump when the image content recipe changes; v6g_ensure_image rebuilds on mismatch (on every
+# engine: 5 replaced a Docker 26 image that carried rev 4 but not its content, without ping).
+V6G_IMAGE_REV=5
 # shellcheck disable=SC2034  # for users of the library
 V6G_OUTSIDE_NET=2001:db8:76::/64
 V6G_OUTSIDE_HOST_ADDR=2001:db8:76::1
