@@ -15,7 +15,6 @@
 #              3. Checks that v6guard apply and nft -f left the same table.
 #   latency    `V6G_BENCH_CONTAINERS=N cargo bench --bench daemon_latency` for N in
 #              LATENCY_N (default "100 1000 3000 10000"): event to enforced vs containers.
-#              A daemon_latency without that variable runs its fixed count once.
 #   rss        The real `v6guard daemon` (release) against a fake Docker API on a unix socket
 #              (benches/support/fake_dockerd.py) describing N containers x 10 published ports,
 #              in a throwaway namespace; VmRSS and VmHWM RSS_SETTLE s (default 12: past the
@@ -256,31 +255,29 @@ result "check: v6guard apply installed $cli_rules rules + $cli_elements set/map 
 # ---------------------------------------------------------------------------
 part_latency() {
     is_root || { log "not root: skipping the daemon latency bench"; return 0; }
-    local dat=$OUT/latency.dat n log_file running
-    printf '# containers start_p50_ms start_p99_ms die_p99_ms full_p50_ms plan_p50_ms\n' >"$dat"
-    # Until daemon_latency takes V6G_BENCH_CONTAINERS, it runs its fixed count: once is enough.
+    local dat=$OUT/latency.dat n log_file
+    printf '# containers start_p50_ms start_p99_ms die_p99_ms full_p50_ms plan_p50_ms start_p99_full_plan_ms\n' >"$dat"
     local counts=${LATENCY_N:-100 1000 3000 10000}
-    if ! grep -q V6G_BENCH_CONTAINERS benches/daemon_latency.rs; then
-        log "benches/daemon_latency.rs has no V6G_BENCH_CONTAINERS yet: one run at its own count"
-        counts=default
-    fi
     result "== daemon: event to enforced vs running containers (daemon_latency)"
     for n in $counts; do
         log_file=$OUT/latency-$n.txt
-        if [[ $n == default ]]; then
-            ROUNDS=${ROUNDS_LATENCY:-1000} cargo bench --bench daemon_latency >"$log_file"
-        else
-            V6G_BENCH_CONTAINERS=$n ROUNDS=${ROUNDS_LATENCY:-1000} \
-                cargo bench --bench daemon_latency >"$log_file"
-        fi
-        running=$(grep -o '^[0-9]* running containers' "$log_file" | cut -d' ' -f1)
-        awk -v n="$running" '
-            function p(line, q,   i) { for (i = 1; i <= NF; i++) if ($i == q) return $(i + 1) }
-            /container start/ { s50 = p($0, "p50"); s99 = p($0, "p99") }
-            /container die/   { d99 = p($0, "p99") }
-            /full replace/    { f50 = p($0, "p50") }
-            /plan\(\) alone/  { pl = p($0, "p50") }
-            END { printf "%s %s %s %s %s %s\n", n, s50, s99, d99, f50, pl }' "$log_file" >>"$dat"
+        V6G_BENCH_CONTAINERS=$n ROUNDS=${ROUNDS_LATENCY:-1000} \
+            cargo bench --bench daemon_latency >"$log_file"
+        # One `result case=CASE containers=N ... p50_ms=X p99_ms=X` line per measurement.
+        awk '
+            function kv(key,   i, pair) {
+                for (i = 1; i <= NF; i++) { split($i, pair, "="); if (pair[1] == key) return pair[2] }
+            }
+            $1 == "result" {
+                c = kv("case"); n = kv("containers")
+                if (c == "start") { s50 = kv("p50_ms"); s99 = kv("p99_ms") }
+                if (c == "die") d99 = kv("p99_ms")
+                if (c == "full-replace") f50 = kv("p50_ms")
+                if (c == "plan-only") pl = kv("p50_ms")
+                if (c == "start-full-plan") o99 = kv("p99_ms")
+            }
+            END { printf "%s %s %s %s %s %s %s\n", n, s50, s99, d99, f50, pl, o99 }' \
+            "$log_file" >>"$dat"
         result "$(tail -n 1 "$dat" | awk '{printf "%6d containers: start p50 %s ms, p99 %s ms; die p99 %s ms; full replace p50 %s ms; plan p50 %s ms", $1, $2, $3, $4, $5, $6}')"
     done
 }
@@ -419,6 +416,7 @@ set ylabel "ms"
 set title "one container's change, to the kernel"
 plot "$OUT/latency.dat" using 1:3 with linespoints title "v6guard: start -> enforced p99", \
      "$OUT/latency.dat" using 1:4 with linespoints title "v6guard: die -> enforced p99", \
+     "$OUT/latency.dat" using 1:7 with linespoints title "v6guard before the engine (full plan + diff): start p99", \
      "$OUT/docker.dat" using 1:2 with linespoints title "Docker: ip6tables for one port (x N ports)"
 set xlabel "published ports (x2 elements: set + DNAT map)"
 set title "full apply of the whole ruleset"

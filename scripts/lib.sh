@@ -392,7 +392,16 @@ v6g__ensure_trixie_dockerd() {
         mount --rbind /sys "$root/sys"
         mount --rbind /dev "$root/dev"
         mount --bind "$run" "$root/run"
-        exec chroot "$root" /usr/sbin/dockerd
+        # pivot_root, not chroot: `docker exec` enters a container by setns() into its mount
+        # namespace, which starts from the top of the mounts stacked on the namespace root.
+        # Under a chroot, runc pivots the container root into place at the chroot directory,
+        # not there, and exec then ran the host'"'"'s binaries in the container'"'"'s network
+        # namespace (no ping, the host'"'"'s ip).
+        cd "$root"
+        mkdir -p .v6g-oldroot
+        pivot_root . .v6g-oldroot
+        umount -l /.v6g-oldroot
+        exec /usr/sbin/dockerd
     ' v6g-dockerd26 "$root" "$V6G_TRIXIE_RUN"
     ) </dev/null >>"$V6G_TRIXIE_LOG" 2>&1 &
     v6g__wait_dockerd "$!" "$V6G_TRIXIE_RUN/docker.pid" "$V6G_TRIXIE_LOG"
