@@ -353,8 +353,9 @@ v6g__trixie_dockerd_pid() {
     [[ -r "$V6G_TRIXIE_RUN/docker.pid" ]] || return 1
     pid=$(tr -dc '0-9' <"$V6G_TRIXIE_RUN/docker.pid")
     [[ -n "$pid" && -d /proc/$pid ]] || return 1
-    root=$(readlink "/proc/$pid/root" 2>/dev/null) || return 1
-    [[ "$root" == "$(readlink -f "$V6G_TRIXIE_ROOT")" ]] || return 1
+    # By device and inode: dockerd pivoted into the root, so /proc/PID/root reads back as /.
+    root=$(stat -L -c %d:%i "/proc/$pid/root/" 2>/dev/null) || return 1
+    [[ "$root" == "$(stat -L -c %d:%i "$V6G_TRIXIE_ROOT/")" ]] || return 1
     printf '%s\n' "$pid"
 }
 

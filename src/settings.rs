@@ -11,6 +11,7 @@
 
 use std::fs;
 use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use ipnet::Ipv6Net;
@@ -106,10 +107,10 @@ impl ProcessView {
     pub fn of(pid: u32) -> ProcessView {
         let proc_root = PathBuf::from(format!("/proc/{pid}/root"));
         let proc_cwd = PathBuf::from(format!("/proc/{pid}/cwd"));
-        let shares_root = match (
-            fs::canonicalize(&proc_root),
-            fs::canonicalize("/proc/self/root"),
-        ) {
+        // By device and inode, not by path: a process that pivoted into another root in its
+        // own mount namespace (dockerd in a container) reads back as `/` through the link.
+        let identity = |path: &Path| fs::metadata(path).map(|m| (m.dev(), m.ino()));
+        let shares_root = match (identity(&proc_root), identity(Path::new("/proc/self/root"))) {
             (Ok(theirs), Ok(ours)) => theirs == ours,
             // Unreadable (no permission, or the process is gone): assume the host's root.
             _ => true,
