@@ -55,11 +55,11 @@ V6G_OUTSIDE_HOST_ADDR4=198.51.100.1
 V6G_OUTSIDE_NS_ADDR4=198.51.100.2
 
 # Which engine the lab runs: 20.10 (the host's Debian 12 docker.io) or 26 (Debian 13's
-# docker.io 26.1.5 in a chroot, see "Debian 13 engine" below). Never both at once.
+# docker.io 26.1.5 in its own root, see "Debian 13 engine" below). Never both at once.
 : "${V6G_ENGINE:=20.10}"
 # The Debian 13 root, cached outside the repository and rebuilt when missing.
 : "${V6G_TRIXIE_ROOT:=/var/cache/v6guard-lab/trixie}"
-# The chroot's /run: a host directory, so the socket and pidfile are reachable from here.
+# dockerd 26's /run: a host directory, so the socket and pidfile are reachable from here.
 V6G_TRIXIE_RUN=$V6G_LAB_DIR/trixie-run
 V6G_TRIXIE_SOCK=$V6G_TRIXIE_RUN/docker.sock
 V6G_TRIXIE_LOG=$V6G_LAB_DIR/dockerd-26.log
@@ -319,7 +319,7 @@ v6g__stop_pid() {
 }
 
 # --------------------------------------------------------------------------
-# Debian 13 engine: docker.io 26.1.5 in a chroot, in the host's network namespace
+# Debian 13 engine: docker.io 26.1.5 in its own root (pivot_root), in the host's network namespace
 # --------------------------------------------------------------------------
 # The root is made by debootstrap from Debian's own packages (about a minute) and cached in
 # V6G_TRIXIE_ROOT. dockerd runs in a private mount namespace (its mounts vanish with it):

@@ -1,5 +1,5 @@
 //! The engine under test (scripts/test.sh's `V6G_ENGINE`) is the one v6guard reads, and its
-//! settings are read where that dockerd reads them: Debian 13's dockerd runs in a chroot, so
+//! settings are read where that dockerd reads them: Debian 13's dockerd runs in its own root, so
 //! its /etc/docker/daemon.json is the file under its own root, not the host's.
 
 mod common;
