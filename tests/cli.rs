@@ -496,31 +496,13 @@ fn render_diff_shows_what_apply_would_change() {
 /// says what it removed, and leaves a hand-made entry outside the network's subnet alone.
 #[test]
 fn cleanup_removes_v6guards_ndp_proxy_entries_and_says_so() {
-    use common::{Container, Netns, Network, run, run_ok, v6guard_ok};
+    use common::{Container, Netns, Network, run_ok, v6guard_ok};
     let Some(_lock) = common::system_lock() else {
         return;
     };
     let _table = common::TableGuard::clean();
     const UPLINK: &str = "v6gt-cl-h";
-    // The veth's peer lives in the namespace: deleting the namespace (on drop) removes both.
-    let lan = Netns::new("v6gt-cl-lan");
-    let _ = run("ip", &["link", "del", UPLINK]);
-    run_ok(
-        "ip",
-        &[
-            "link",
-            "add",
-            UPLINK,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "v6gt-cl-n",
-            "netns",
-            &lan.name,
-        ],
-    );
-    run_ok("ip", &["link", "set", UPLINK, "up"]);
+    let lan = Netns::with_uplink("v6gt-cl-lan", UPLINK, "v6gt-cl-n");
     let net = Network::create("v6gt-cl-ndp", "2001:db8:78:0:8000::/66", &[]);
     let web = Container::web("v6gt-cl-ndp-web", &net.name, &[]);
     let web_v6 = web.ipv6(&net.name);

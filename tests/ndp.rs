@@ -13,23 +13,7 @@ const UPLINK: &str = "v6gt-ndp-h";
 
 /// The LAN: its hosts see 2001:db8:77::/64 as on-link, with no route to the Docker host.
 fn lan() -> Netns {
-    let lan = Netns::new(LAN);
-    let _ = run("ip", &["link", "del", UPLINK]);
-    run_ok(
-        "ip",
-        &[
-            "link",
-            "add",
-            UPLINK,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "v6gt-ndp-n",
-            "netns",
-            LAN,
-        ],
-    );
+    let lan = Netns::with_uplink(LAN, UPLINK, "v6gt-ndp-n");
     run_ok(
         "ip",
         &[
@@ -42,7 +26,6 @@ fn lan() -> Netns {
             "nodad",
         ],
     );
-    run_ok("ip", &["link", "set", UPLINK, "up"]);
     for args in [
         vec!["link", "set", "lo", "up"],
         vec![

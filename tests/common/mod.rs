@@ -477,6 +477,21 @@ impl Netns {
         }
     }
 
+    /// A namespace joined to the host by a veth: `host_end` here (up), `ns_end` inside it
+    /// (down, for the caller to number). Deleting the namespace (on drop) removes both ends.
+    pub fn with_uplink(name: &str, host_end: &str, ns_end: &str) -> Netns {
+        let netns = Netns::new(name);
+        let _ = run("ip", &["link", "del", host_end]);
+        run_ok(
+            "ip",
+            &[
+                "link", "add", host_end, "type", "veth", "peer", "name", ns_end, "netns", name,
+            ],
+        );
+        run_ok("ip", &["link", "set", host_end, "up"]);
+        netns
+    }
+
     /// Run a command inside the namespace.
     pub fn exec(&self, program: &str, args: &[&str]) -> Output {
         let mut all = vec!["netns", "exec", &self.name, program];
