@@ -7,14 +7,20 @@
 //! server holds bench container 0's address, so the connections are exactly the ones v6guard
 //! filters: new connections to a published port of a container, from outside.
 //!
-//! Setups, measured interleaved (a, b, d, c, a, b, d, c, ...) so that the shared machine's noise
-//! falls on all three alike; the figures to read are the ratios to (a):
+//! Setups, measured interleaved (a, b, d, e, f, c, a, b, ...) so that the shared machine's
+//! noise falls on all of them alike; the figures to read are the ratios to (a), and (b) to (f):
 //! - (a) `none`: no ruleset in the router;
 //! - (b) `v6guard`: v6guard's table planned for 10,000 containers x 10 published ports
 //!   (100,000 elements in the `published` set), applied in the router;
 //! - (d) `v6guard_1`: v6guard's table planned for one container (same rules, 20 elements),
 //!   so that (b) / (d) is the cost of the 100,000 elements alone and (d) / (a) that of
 //!   being stateful at all (conntrack and the NAT hooks, which any stateful firewall adds);
+//! - (e) `stateful`: the floor of any stateful firewall, a table with nothing but a forward
+//!   chain accepting `ct state established,related` (and dropping the unpublished port):
+//!   every new connection now creates, confirms and later frees a conntrack entry;
+//! - (f) `stateful_nat`: (e) plus empty NAT chains at prerouting and postrouting, the floor of
+//!   a firewall that translates addresses (DNAT for the host's addresses, NAT66): every new
+//!   connection also gets a NAT binding (a null one when no rule translates it);
 //! - (c) `docker`: Docker 20.10's own ip6tables rules for 1,000 published ports (a linear
 //!   DOCKER chain of per-port ACCEPT rules, the isolation chains, the NAT chain), loaded with
 //!   `ip6tables-restore` in the router. The connections go to the last container's port,
@@ -24,10 +30,12 @@
 //! no TIME_WAIT holds the port; every connection is a new conntrack entry in the router),
 //! from `V6G_DP_THREADS` client threads (default 4) for `V6G_DP_SECONDS` (default 3), and
 //! established TCP throughput (`iperf3`, Debian's, same duration). `V6G_DP_ROUNDS` rounds
-//! (default 3). Also checks, in each setup, that an unpublished port is dropped (b, c) or
-//! refused (a), so the traffic really passes the rules being measured.
+//! (default 3). Also checks, in each setup, that an unpublished port is dropped (b to f) or
+//! refused (a), so the traffic really passes the rules being measured. Before each setup the
+//! router's connection tracking table is flushed (`conntrack -F` there), so no setup inherits
+//! the previous one's 100,000 entries or comes near the host-wide limit.
 //!
-//! Needs root, `ip`, `iperf3` and `ip6tables-restore`; fails (exit 1) without them.
+//! Needs root, `ip`, `iperf3`, `ip6tables-restore` and `conntrack`; fails (exit 1) without them.
 //! Results go to stdout and, as `key value` lines, to `$BENCH_OUT/dataplane.txt`.
 
 use std::process::{Command, Stdio};
@@ -56,6 +64,10 @@ enum Setup {
     /// v6guard's table planned for one container: the same rules, stateful hooks and NAT
     /// chains, 20 elements instead of 145,000. (b) against (d) isolates the element count.
     V6guardSmall,
+    /// Connection tracking alone: the floor of any stateful firewall.
+    Stateful,
+    /// Connection tracking and NAT hooks with no rule in them.
+    StatefulNat,
     Docker,
 }
 
@@ -65,6 +77,8 @@ impl Setup {
             Setup::None => "none",
             Setup::V6guard => "v6guard",
             Setup::V6guardSmall => "v6guard_1",
+            Setup::Stateful => "stateful",
+            Setup::StatefulNat => "stateful_nat",
             Setup::Docker => "docker",
         }
     }
@@ -83,7 +97,7 @@ fn run() -> Result<(), String> {
     if unsafe { libc::geteuid() } != 0 {
         return Err("needs root (namespaces, veth, nftables in the router namespace)".into());
     }
-    for tool in ["ip", "iperf3", "ip6tables-restore"] {
+    for tool in ["ip", "iperf3", "ip6tables-restore", "conntrack"] {
         if Command::new("sh")
             .args(["-c", &format!("command -v {tool}")])
             .stdout(Stdio::null())
@@ -92,7 +106,7 @@ fn run() -> Result<(), String> {
             .unwrap_or(true)
         {
             return Err(format!(
-                "`{tool}` is missing (apt-get install iperf3 iptables)"
+                "`{tool}` is missing (apt-get install iperf3 iptables conntrack)"
             ));
         }
     }
@@ -128,6 +142,8 @@ fn run() -> Result<(), String> {
         Setup::None,
         Setup::V6guard,
         Setup::V6guardSmall,
+        Setup::Stateful,
+        Setup::StatefulNat,
         Setup::Docker,
     ];
     let mut rates: Vec<(Setup, f64)> = Vec::new();
@@ -147,6 +163,14 @@ fn run() -> Result<(), String> {
                 Setup::V6guardSmall => {
                     let ruleset = small.clone();
                     lab.in_router(move || nft::apply(&ruleset).map_err(|e| e.to_string()))?;
+                    server
+                }
+                Setup::Stateful => {
+                    lab.nft(&lab::floor_ruleset(false))?;
+                    server
+                }
+                Setup::StatefulNat => {
+                    lab.nft(&lab::floor_ruleset(true))?;
                     server
                 }
                 Setup::Docker => {
@@ -180,6 +204,15 @@ fn run() -> Result<(), String> {
             let m = median(values, setup);
             report += &format!("{what}_{} {m:.2}\n", setup.name());
             report += &format!("{what}_ratio_{} {:.3}\n", setup.name(), m / base);
+        }
+        // v6guard against the floor of a stateful, translating firewall.
+        let floor = median(values, Setup::StatefulNat);
+        for setup in [Setup::V6guard, Setup::V6guardSmall] {
+            report += &format!(
+                "{what}_ratio_{}_to_stateful_nat {:.3}\n",
+                setup.name(),
+                median(values, setup) / floor
+            );
         }
     }
     print!("{report}");

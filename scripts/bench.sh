@@ -25,15 +25,16 @@
 #              Docker runs to publish one more port, timed (DOCKER_SAMPLES ports, default 10).
 #              N in DOCKER_N (default "100 1000 3000 10000").
 #   dataplane  `cargo bench --bench dataplane`: new connections/s and throughput through a
-#              router namespace with no ruleset, v6guard's (100,000 elements), Docker's
-#              (1,000 ports), interleaved; ratios to no ruleset.
+#              router namespace with no ruleset, v6guard's (100,000 elements; and for one
+#              container), the floor of a stateful firewall (conntrack alone; conntrack and
+#              NAT hooks), Docker's (1,000 ports), interleaved; ratios to no ruleset.
 #   plot       $OUT/scaling.png (gnuplot) from the figures above; docs/performance.md shows
 #              the copy in docs/performance-scaling.png (`cp` it after a run you keep).
 #
 # Needs root for everything that touches nftables; without root only the unprivileged parts
 # run. The host's own ruleset is never touched: every apply, `nft -f`, ip6tables-restore and
 # daemon runs in a namespace created here and deleted on exit (also on Ctrl-C or failure).
-# Installs iperf3 and gnuplot-nox (Debian) when missing.
+# Installs iperf3, conntrack and gnuplot-nox (Debian) when missing.
 #
 # Environment: RUNS (default 20), BENCH_OUT (default target/v6guard-bench), PARTS, LATENCY_N,
 # RSS_N, DOCKER_N, DOCKER_SAMPLES, and the dataplane bench's V6G_DP_ROUNDS, V6G_DP_SECONDS,
@@ -393,7 +394,7 @@ part_docker() {
 # ---------------------------------------------------------------------------
 part_dataplane() {
     is_root || { log "not root: skipping the data plane bench"; return 0; }
-    need_packages iperf3:iperf3 ip6tables-restore:iptables
+    need_packages iperf3:iperf3 ip6tables-restore:iptables conntrack:conntrack
     result "== data plane: client -> router -> server namespaces (benches/dataplane.rs)"
     BENCH_OUT=$OUT cargo bench --bench dataplane | tee -a "$RESULTS"
 }

@@ -23,6 +23,26 @@ const SERVER_GW: &str = "fd76:6700:0:10::1";
 pub const CONNECT_PORT: u16 = 8000;
 pub const IPERF_PORT: u16 = 8001;
 const UNPUBLISHED_PORT: u16 = 9999;
+/// The floor setups' table (`v6guard-` so that it is one of the tables this project may touch).
+const FLOOR_TABLE: &str = "v6guard-floor";
+
+/// The floor of a stateful firewall: connection tracking (and with `nat`, the NAT hooks) and
+/// the one drop `check_filtering` looks for, nothing else.
+pub fn floor_ruleset(nat: bool) -> String {
+    let mut script = format!(
+        "table ip6 {FLOOR_TABLE} {{\n\
+         \tchain forward {{\n\
+         \t\ttype filter hook forward priority filter; policy accept;\n\
+         \t\tct state established,related accept\n\
+         \t\ttcp dport {UNPUBLISHED_PORT} drop\n\
+         \t}}\n"
+    );
+    if nat {
+        script += "\tchain prerouting {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n\t}\n";
+        script += "\tchain postrouting {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n\t}\n";
+    }
+    script + "}\n"
+}
 
 /// The three namespaces; dropping it deletes them (and with them the veths and rules).
 pub struct Lab {
@@ -122,11 +142,11 @@ impl Lab {
         in_ns(&self.router, f)
     }
 
-    /// Remove v6guard's table and Docker's ip6tables tables from the router (its own
-    /// namespace: nothing else is there).
+    /// Remove v6guard's table, the floor table and Docker's ip6tables tables from the router
+    /// (its own namespace: nothing else is there), and flush its connection tracking table.
     pub fn clear(&self) -> Result<(), String> {
         self.in_router(|| nft::cleanup().map(|_| ()).map_err(|e| e.to_string()))?;
-        for table in ["filter", "nat"] {
+        for table in ["filter", "nat", FLOOR_TABLE] {
             // Absent in setups (a) and (b): the error is expected there.
             let _ = Command::new("ip")
                 .args([
@@ -141,6 +161,44 @@ impl Lab {
                 ])
                 .stderr(Stdio::null())
                 .status();
+        }
+        self.flush_conntrack()
+    }
+
+    /// Entries left by the previous setup's connections (closed by a reset, or a FIN where
+    /// the server closed first: TIME_WAIT lasts 120 s) would make the next setup's table
+    /// larger and can reach the host-wide `nf_conntrack_max`, which drops new connections:
+    /// flush the router's table (`conntrack -F`, its namespace only).
+    fn flush_conntrack(&self) -> Result<(), String> {
+        let output = Command::new("ip")
+            .args(["netns", "exec", &self.router, "conntrack", "-F"])
+            .output()
+            .map_err(|e| format!("conntrack -F: {e}"))?;
+        // Before a setup first loads connection tracking in the router there is no table,
+        // and conntrack says so; anything else is a failure.
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if !output.status.success() && !stderr.contains("have been deleted") {
+            return Err(format!("conntrack -F in the router failed: {stderr}"));
+        }
+        Ok(())
+    }
+
+    /// Load an nft script in the router.
+    pub fn nft(&self, script: &str) -> Result<(), String> {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &self.router, "nft", "-f", "-"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("nft: {e}"))?;
+        child
+            .stdin
+            .take()
+            .ok_or("no stdin")?
+            .write_all(script.as_bytes())
+            .map_err(|e| format!("nft: {e}"))?;
+        let status = child.wait().map_err(|e| e.to_string())?;
+        if !status.success() {
+            return Err(format!("nft -f failed ({status})"));
         }
         Ok(())
     }
@@ -235,7 +293,7 @@ impl Lab {
             matches!(&result, Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused);
         let ok = match setup {
             Setup::None => refused,
-            Setup::V6guard | Setup::V6guardSmall | Setup::Docker => dropped,
+            _ => dropped,
         };
         if !ok {
             return Err(format!(
