@@ -67,6 +67,39 @@ pub fn plan(snapshot: &Snapshot, inputs: &PlanInputs) -> Ruleset {
     }
 }
 
+/// The policy settings augment mode cannot honour, as warnings: Docker's own rules decide
+/// ICC and NAT there, and v6guard never opens what Docker closes, so `icc`, `nat66`,
+/// `snat_address` and `expose` would otherwise be ignored without a word. Empty when augment
+/// mode is not active.
+pub fn ignored_settings(snapshot: &Snapshot, inputs: &PlanInputs) -> Vec<String> {
+    if !active(snapshot, &inputs.options) {
+        return Vec::new();
+    }
+    let why = "has no effect in augment mode (Docker's own IPv6 rules decide it; \
+               `defaults.mode: stand-down` or `--force` to choose otherwise)";
+    let mut out = Vec::new();
+    for (name, network) in &inputs.policy.networks {
+        let set = [
+            ("icc", network.icc.is_some()),
+            ("nat66", network.nat66.is_some()),
+            ("snat_address", network.snat_address.is_some()),
+        ];
+        for (key, _) in set.iter().filter(|(_, present)| *present) {
+            out.push(format!("network {name}: `{key}` {why}"));
+        }
+    }
+    let resolved = policy::resolve(snapshot, inputs);
+    for container in &snapshot.containers {
+        if resolved
+            .container(container)
+            .is_some_and(|policy| !policy.expose.is_empty())
+        {
+            out.push(format!("container {}: `expose` {why}", container.name));
+        }
+    }
+    out
+}
+
 /// The three sets the narrowing rules look up.
 struct NarrowingSets {
     denied: NamedSet,
@@ -256,6 +289,33 @@ mod tests {
             ..PlanOptions::default()
         };
         assert!(!active(&docker_owns_ipv6(), &forced));
+    }
+
+    #[test]
+    fn settings_augment_cannot_honour_are_warned_about() {
+        let inputs = with_policy(
+            "networks:\n  web:\n    icc: false\n    nat66: true\n\
+             containers:\n  web1:\n    expose: [\"81/tcp\"]\n    deny: [\"80/tcp\"]\n",
+        );
+        let warned = super::super::warnings(&docker_owns_ipv6(), &inputs);
+        for expected in [
+            "network web: `icc` has no effect in augment mode",
+            "network web: `nat66` has no effect in augment mode",
+            "container web1: `expose` has no effect in augment mode",
+        ] {
+            assert!(
+                warned.iter().any(|w| w.starts_with(expected)),
+                "{expected} missing from {warned:?}"
+            );
+        }
+        assert!(
+            !warned.iter().any(|w| w.contains("deny")),
+            "deny is honoured: {warned:?}"
+        );
+        assert!(
+            ignored_settings(&lab_snapshot(), &inputs).is_empty(),
+            "the full ruleset honours them all"
+        );
     }
 
     #[test]

@@ -208,7 +208,7 @@ pub(super) fn container_policy(
 
 /// Everything worth telling the operator about the policy against this snapshot: malformed
 /// labels, expose labels that may not widen, label values narrowed by a policy file, names
-/// that match nothing.
+/// that match nothing, settings augment mode cannot honour.
 pub fn warnings(snapshot: &Snapshot, inputs: &PlanInputs) -> Vec<String> {
     let mut out: Vec<String> = snapshot
         .containers
@@ -221,6 +221,7 @@ pub fn warnings(snapshot: &Snapshot, inputs: &PlanInputs) -> Vec<String> {
             .map(|w| w.to_string()),
     );
     out.extend(unprotected_policies(snapshot, &resolve(snapshot, inputs)));
+    out.extend(super::augment::ignored_settings(snapshot, inputs));
     out
 }
 
