@@ -91,6 +91,37 @@ fn assert_rows_match_connections(outside: &Outside, report: &Value, when: &str) 
     rows
 }
 
+/// What `audit --probe` leaves when it is killed before it cleans up: its namespace, named
+/// for a process that no longer exists, and the veth whose address routes the probe prefix.
+fn leave_an_interrupted_probe_behind() {
+    let mut gone = std::process::Command::new("true")
+        .spawn()
+        .expect("spawn true");
+    let pid = gone.id();
+    gone.wait().expect("wait for true");
+    let (name, host_if) = (format!("v6g-probe-{pid}"), format!("v6gp{pid}"));
+    run_ok("ip", &["netns", "add", &name]);
+    run_ok(
+        "ip",
+        &[
+            "link", "add", &host_if, "type", "veth", "peer", "name", "eth0", "netns", &name,
+        ],
+    );
+    run_ok(
+        "ip",
+        &[
+            "-6",
+            "addr",
+            "add",
+            "2001:db8:ffff:ffff::1/64",
+            "dev",
+            &host_if,
+            "nodad",
+        ],
+    );
+    run_ok("ip", &["link", "set", &host_if, "up"]);
+}
+
 /// `audit --probe`: its real connections agree with every verdict, and its namespace is gone.
 fn assert_probe_agrees(when: &str) {
     let (_, probed) = audit_json(&["--probe"]);
@@ -207,7 +238,9 @@ fn audit_matches_reality() {
         "and a real connection through the host address gets there"
     );
 
-    // --probe confirms it from a namespace of its own, and leaves nothing behind.
+    // --probe confirms it from a namespace of its own, and leaves nothing behind; what a
+    // killed probe left (its namespace, its veth routing the probe prefix) does not block it.
+    leave_an_interrupted_probe_behind();
     assert_probe_agrees("after apply");
 
     // The text report says the same, grouped by container.

@@ -25,9 +25,8 @@ pub enum ProbeError {
     #[error("`{command}` failed: {detail}. `--probe` needs root and iproute2's `ip`")]
     Command { command: String, detail: String },
     #[error(
-        "{PREFIX} is already routed on this host; the probe will not shadow it. A probe that \
-         was interrupted leaves `v6g-probe-PID` behind: `ip netns list`, then `ip netns del \
-         NAME`; otherwise remove the route, or audit without --probe"
+        "{PREFIX} is already routed on this host; the probe will not shadow it. Remove the \
+         route (`ip -6 route show match {PREFIX}` names its interface), or audit without --probe"
     )]
     PrefixInUse,
     #[error("cannot enter the probe namespace: {0}")]
@@ -43,6 +42,7 @@ pub struct ProbeNamespace {
 impl ProbeNamespace {
     /// Create it, or explain why not (and leave nothing behind).
     pub fn create() -> Result<ProbeNamespace, ProbeError> {
+        remove_leftovers()?;
         let routed = ip(&["-6", "route", "show", "match", PREFIX])?;
         if routed.lines().any(|l| !l.starts_with("default")) {
             return Err(ProbeError::PrefixInUse);
@@ -136,6 +136,34 @@ impl Drop for ProbeNamespace {
             tracing::error!(%error, namespace = %self.name, "cannot remove the probe namespace; remove it with `ip netns del`");
         }
     }
+}
+
+/// Remove what an interrupted probe left behind (killed before its Drop ran): a
+/// `v6g-probe-PID` namespace whose process is gone, and its veth, whose address routes the
+/// probe prefix and would block every later probe. A namespace whose PID is alive belongs to
+/// a probe still running (or to a reused PID: left alone either way).
+fn remove_leftovers() -> Result<(), ProbeError> {
+    let listed = ip(&["netns", "list"])?;
+    for name in listed.lines().filter_map(|l| l.split_whitespace().next()) {
+        let Some(pid) = name
+            .strip_prefix("v6g-probe-")
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        tracing::warn!(
+            namespace = name,
+            "removing the probe namespace of an audit that was interrupted"
+        );
+        // The host side first: deleting a veth is immediate, the namespace's own teardown
+        // is not, and the route check comes next. Already gone is fine.
+        let _ = ip(&["link", "del", &format!("v6gp{pid}")]);
+        ip(&["netns", "del", name])?;
+    }
+    Ok(())
 }
 
 /// Run `ip ARGS` (iproute2).
