@@ -97,6 +97,19 @@ impl Daemon {
         assert!(ready, "daemon {} not ready:\n{}", self.name, self.log());
     }
 
+    /// `v6guard reload` against this daemon: its exit code and stderr.
+    fn reload(&self) -> (Option<i32>, String) {
+        let out = Command::new(v6guard_bin())
+            .args(["reload", "--timeout", "30", "--state-file"])
+            .arg(&self.state_file)
+            .output()
+            .expect("run v6guard reload");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     /// Send `signal`; returns the moment just before it was sent.
     fn signal(&self, signal: libc::c_int) -> Instant {
         let sent = Instant::now();
@@ -557,10 +570,11 @@ fn work_held_up_by_a_broken_daemon_json_runs_with_the_next_event() {
     );
 }
 
-/// SIGHUP with a broken policy file keeps the old rules and names file, line and key; the fixed
-/// policy is applied on the next SIGHUP.
+/// A reload with a broken policy file keeps the old rules and names file, line and key; the
+/// fixed policy is applied on the next reload. Both through `v6guard reload` (the unit's
+/// ExecReload), which signals this daemon and waits for its answer: 6 with the reason, then 0.
 #[test]
-fn sighup_with_a_broken_policy_keeps_the_rules() {
+fn reload_with_a_broken_policy_keeps_the_rules() {
     let Some(_lock) = system_lock() else { return };
     let _table = TableGuard::clean();
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("sighup-policies");
@@ -573,7 +587,12 @@ fn sighup_with_a_broken_policy_keeps_the_rules() {
     let before = list_table(None).expect("table installed");
 
     std::fs::write(&file, "networks:\n  bridge:\n    iccc: true\n").expect("break the policy");
-    daemon.signal(libc::SIGHUP);
+    let (code, stderr) = daemon.reload();
+    assert_eq!(code, Some(6), "a rejected configuration:\n{stderr}");
+    assert!(
+        stderr.contains("10-sighup.yaml:3:5"),
+        "reload names where:\n{stderr}"
+    );
     assert!(
         eventually(READY, || daemon.log().contains("reload failed")),
         "the reload fails:\n{}",
@@ -592,7 +611,8 @@ fn sighup_with_a_broken_policy_keeps_the_rules() {
     );
 
     std::fs::write(&file, "networks:\n  bridge:\n    icc: true\n").expect("fix the policy");
-    daemon.signal(libc::SIGHUP);
+    let (code, stderr) = daemon.reload();
+    assert_eq!(code, Some(0), "an accepted configuration:\n{stderr}");
     assert!(
         eventually(READY, || list_table(None)
             .is_some_and(|t| t.contains("icc on: network bridge"))),
