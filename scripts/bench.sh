@@ -423,7 +423,8 @@ set xlabel "published ports (x2 elements: set + DNAT map)"
 set title "full apply of the whole ruleset"
 plot "$OUT/apply.dat" using 1:2 with linespoints title "v6guard apply (socket per apply, to close)", \
      "$OUT/apply.dat" using 1:3 with points pointsize 2 title "v6guard apply 10,000 x 10, to the ack", \
-     "$OUT/latency.dat" using (\$1*2):5 with linespoints title "daemon full replace p50 (2 ports each)"
+     "$OUT/latency.dat" using (\$1*2):5 with linespoints title "daemon full replace p50 (2 ports each)", \
+     "$OUT/docker.dat" using 1:(\$1*\$2) with linespoints title "Docker: N ports one by one (estimate: N x the per-port cost at N)"
 set xlabel "containers (10 published ports each)"
 set ylabel "MiB"
 set title "daemon memory"
