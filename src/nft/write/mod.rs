@@ -228,6 +228,11 @@ fn build_set<'a>(
         if flags != 0 {
             sys::nftnl_set_set_u32(raw, sys::NFTNL_SET_FLAGS as u16, flags);
         }
+        // The capacity picks the kernel's fixed-size hash, which loads much faster than
+        // the resizable one it picks without (see `NamedSet::capacity`).
+        if let Some(capacity) = set.capacity() {
+            sys::nftnl_set_set_u32(raw, sys::NFTNL_SET_DESC_SIZE as u16, capacity);
+        }
         if set.interval {
             sys::nftnl_set_set_data(
                 raw,
