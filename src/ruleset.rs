@@ -197,8 +197,8 @@ impl NamedSet {
     }
 
     /// The size the set is declared with (`size N`, NFTA_SET_DESC_SIZE), a pure function of
-    /// its element count; `None` for an interval set (pipapo or rbtree, which a size does
-    /// not speed up), declared without one.
+    /// its element count; `None` for an interval set, declared without one (its backend is
+    /// pipapo or rbtree either way, and it is not the hot path).
     ///
     /// Why: without a size the kernel picks its resizable hash (`nft_set_rhash`); with one,
     /// the fixed-size hash (`nft_hash`), which inserts about three times faster (100,000
