@@ -683,8 +683,14 @@ fn sets_are_declared_with_their_capacity() {
         let small_plan = inputs.plan(&small);
         let big_plan = inputs.plan(&big);
         assert!(small_plan.sets.iter().any(|s| s.capacity().is_none()));
-        assert_eq!(small_plan.set("published").and_then(|s| s.capacity()), Some(256));
-        assert_eq!(big_plan.set("published").and_then(|s| s.capacity()), Some(512));
+        assert_eq!(
+            small_plan.set("published").and_then(|s| s.capacity()),
+            Some(256)
+        );
+        assert_eq!(
+            big_plan.set("published").and_then(|s| s.capacity()),
+            Some(512)
+        );
 
         let mut reconciler = Reconciler::new(Netlink::default());
         reconciler.enforce(small_plan.clone()).expect("apply");
@@ -704,12 +710,22 @@ fn sets_are_declared_with_their_capacity() {
         let refused = run("nft", &["-f", script.to_str().expect("utf-8 path")]);
         assert!(!refused.status.success(), "elements past the size refused");
         let mut kernel = Netlink::default();
-        assert_eq!(kernel.verify(&small_plan).expect("verify"), Vec::<String>::new());
+        assert_eq!(
+            kernel.verify(&small_plan).expect("verify"),
+            Vec::<String>::new()
+        );
 
         let grown = reconciler.enforce(big_plan.clone()).expect("grow");
-        assert_eq!(grown.transaction, Transaction::Full, "a new size: a new table");
+        assert_eq!(
+            grown.transaction,
+            Transaction::Full,
+            "a new size: a new table"
+        );
         assert_eq!(declared(), planned(&big_plan));
-        assert_eq!(kernel.verify(&big_plan).expect("verify"), Vec::<String>::new());
+        assert_eq!(
+            kernel.verify(&big_plan).expect("verify"),
+            Vec::<String>::new()
+        );
         let against_small = kernel.verify(&small_plan).expect("verify");
         assert!(
             against_small
@@ -720,7 +736,13 @@ fn sets_are_declared_with_their_capacity() {
 
         let within = reconciler.enforce(inputs.plan(&shrunk)).expect("shrink");
         assert!(
-            matches!(within.transaction, Transaction::Elements { removed: 2, added: 0 }),
+            matches!(
+                within.transaction,
+                Transaction::Elements {
+                    removed: 2,
+                    added: 0
+                }
+            ),
             "same capacity: elements in place, {within:?}"
         );
         assert_eq!(declared(), planned(&big_plan));
