@@ -275,6 +275,13 @@ fn bench_apply_scale(c: &mut Criterion) {
 /// (send on a kept socket: sendmsg returns once the kernel has run the whole transaction,
 /// then the acknowledgements are read). Replaces the installed table each time, like the
 /// daemon's full replace. `plan` is timed too (what a full resync adds before the apply).
+///
+/// The kernel's part depends on two things outside v6guard's code: the sets' backend (v6guard
+/// declares each hash set with a size, `NamedSet::capacity`, so the kernel uses its fixed-size
+/// hash; without, its resizable one inserts ~3x slower), and whether any process on the host,
+/// in any network namespace, listens on NFNLGRP_NFTABLES (`nft monitor`, a v6guard daemon's
+/// drift monitor): then the kernel builds a notification per element at commit, which took
+/// some 40% of the send in a profile here.
 fn bench_apply_large(c: &mut Criterion) {
     let snapshot = bench_snapshot(LARGE_CONTAINERS, PORTS_PER_CONTAINER);
     let ruleset = plan(&snapshot, &PlanInputs::default());

@@ -85,7 +85,9 @@ impl Ruleset {
     /// The table's comment: names the plan the rules come from, so `verify` (and `audit`) can
     /// tell rules built from another plan (a configuration or Docker change not applied yet)
     /// even when the rule count is the same. Set elements are left out on purpose: the daemon
-    /// changes them in place and they are compared one by one anyway.
+    /// changes them in place and they are compared one by one anyway. Each set's capacity is
+    /// in (it is part of the declaration): elements that cross a capacity boundary make
+    /// another plan, which the daemon installs by replacing the table.
     pub fn comment(&self) -> String {
         let structure = (
             &self.chains,
@@ -97,9 +99,15 @@ impl Ruleset {
     }
 }
 
-/// A set without its elements.
-fn set_declaration(set: &NamedSet) -> (&str, &[FieldType], &[FieldType], bool) {
-    (&set.name, &set.key, &set.value, set.interval)
+/// A set without its elements (but with the capacity they give it).
+fn set_declaration(set: &NamedSet) -> (&str, &[FieldType], &[FieldType], bool, Option<u32>) {
+    (
+        &set.name,
+        &set.key,
+        &set.value,
+        set.interval,
+        set.capacity(),
+    )
 }
 
 /// FNV-1a, 64 bits: a stable, dependency-free digest (not a security boundary: it only tells
@@ -187,6 +195,34 @@ impl NamedSet {
     pub fn is_map(&self) -> bool {
         !self.value.is_empty()
     }
+
+    /// The size the set is declared with (`size N`, NFTA_SET_DESC_SIZE), a pure function of
+    /// its element count; `None` for an interval set, declared without one (its backend is
+    /// pipapo or rbtree either way, and it is not the hot path).
+    ///
+    /// Why: without a size the kernel picks its resizable hash (`nft_set_rhash`); with one,
+    /// the fixed-size hash (`nft_hash`), which inserts about three times faster (100,000
+    /// elements: ~40 ms instead of ~115 ms in the kernel). The kernel enforces the size as a
+    /// maximum (an insert past it fails with ENFILE), so the capacity leaves room to double:
+    /// the daemon adds elements in place until the count crosses a power of two, and then
+    /// the capacity, the declaration and the plan's digest change and the table is replaced
+    /// with a new size. The floor keeps small sets cheap: nft_hash allocates its buckets up
+    /// front, next_pow2(size * 4 / 3) pointers, 4 KiB at the floor.
+    pub fn capacity(&self) -> Option<u32> {
+        (!self.interval).then(|| capacity(self.elements.len()))
+    }
+}
+
+/// Smallest capacity of a set ([`NamedSet::capacity`]).
+pub const MIN_CAPACITY: u32 = 256;
+
+/// Room for twice `elements`, rounded up to a power of two, at least [`MIN_CAPACITY`].
+pub fn capacity(elements: usize) -> u32 {
+    let wanted = elements
+        .saturating_mul(2)
+        .checked_next_power_of_two()
+        .unwrap_or(usize::MAX);
+    u32::try_from(wanted).unwrap_or(u32::MAX).max(MIN_CAPACITY)
 }
 
 /// A packet field a lookup or a NAT map reads, in concatenation order.
@@ -421,6 +457,46 @@ fn sanitize_comment(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn capacity_leaves_room_to_double_and_has_a_floor() {
+        assert_eq!(capacity(0), MIN_CAPACITY);
+        assert_eq!(capacity(128), MIN_CAPACITY);
+        assert_eq!(capacity(129), 512);
+        assert_eq!(capacity(100_000), 262_144);
+        assert_eq!(capacity(145_000), 524_288);
+        for n in [0, 1, 127, 128, 129, 1000, 65_536, 65_537, 1 << 30] {
+            let c = capacity(n) as usize;
+            assert!(c >= 2 * n && c.is_power_of_two(), "{n} -> {c}");
+            assert!(c == MIN_CAPACITY as usize || c < 4 * n, "{n} -> {c}: tight");
+        }
+        assert_eq!(capacity(usize::MAX), u32::MAX, "saturates");
+    }
+
+    #[test]
+    fn interval_sets_have_no_capacity_and_capacity_is_in_the_digest() {
+        let key = vec![FieldType::Port];
+        assert_eq!(NamedSet::interval_set("s", key.clone()).capacity(), None);
+        let mut set = NamedSet::set("s", key);
+        assert_eq!(set.capacity(), Some(MIN_CAPACITY));
+        let ruleset = |set: &NamedSet| Ruleset {
+            table: TABLE_NAME.into(),
+            sets: vec![set.clone()],
+            chains: vec![],
+            bridge_chains: vec![],
+            needs_bridge_netfilter: false,
+            ndp: NdpProxies::default(),
+        };
+        let small = ruleset(&set).comment();
+        set.elements.insert(vec![Field::Port(1)], vec![]);
+        assert_eq!(ruleset(&set).comment(), small, "same capacity, same plan");
+        set.elements = (0..129).map(|p| (vec![Field::Port(p)], vec![])).collect();
+        assert_ne!(
+            ruleset(&set).comment(),
+            small,
+            "a new capacity is another plan"
+        );
+    }
 
     #[test]
     fn comments_are_quoted_safely_and_bounded() {

@@ -490,6 +490,33 @@ fn render_diff_shows_what_apply_would_change() {
         !elements.contains("#!/usr/sbin/nft -f"),
         "only elements: {elements}"
     );
+
+    // 130 more containers publishing a port each: `published` outgrows its capacity, so apply
+    // replaces the table with a larger size, and the diff says so.
+    let mut grown: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&applied).expect("read")).expect("JSON");
+    let template = grown["containers"][0].clone();
+    let containers = grown["containers"].as_array_mut().expect("containers");
+    for i in 0..130u16 {
+        let mut c = template.clone();
+        c["id"] = format!("{i:012x}{}", "c".repeat(52)).into();
+        c["name"] = format!("zz-grown{i:03}").into();
+        c["endpoints"][0]["ipv6"] = format!("fd76:6700:0:20::{:x}", 0x100 + i).into();
+        for port in c["ports"].as_array_mut().expect("ports") {
+            port["host_port"] = (30000 + i).into();
+        }
+        containers.push(c);
+    }
+    let grown = temp("diff-grown-snapshot.json", &grown.to_string());
+    let resized = diff(&grown);
+    assert!(resized.contains("apply would replace tables"), "{resized}");
+    assert!(
+        resized.contains(
+            "#   set published goes from 1 to 131 elements: its size changes from 256 to 512"
+        ),
+        "{resized}"
+    );
+    assert!(resized.contains("\t\tsize 512\n"), "{resized}");
 }
 
 /// `cleanup` removes the tables and the NDP proxy entries v6guard's `ndp_proxy` policy added,

@@ -624,3 +624,127 @@ fn the_kept_netlink_socket_recovers_from_a_refused_batch() {
         );
     });
 }
+
+/// Every set and map but the interval ones is declared with its capacity (`size N`, which
+/// makes the kernel pick its fixed-size hash), and the kernel holds it as a maximum: elements
+/// past it are refused. A set growing past its capacity makes the daemon replace the table
+/// with the larger size, elements within it are updated in place, and verify reads the
+/// declared size back. Runs in a private network namespace of its own thread.
+#[test]
+fn sets_are_declared_with_their_capacity() {
+    use std::collections::BTreeMap;
+    use v6guard::daemon::inputs::PlanInputs;
+    use v6guard::daemon::reconcile::{Kernel, Netlink, Reconciler, Transaction};
+    use v6guard::nft::read::read_sets;
+    use v6guard::ruleset::Ruleset;
+
+    let Some(_lock) = system_lock() else { return };
+    let small = lab_fixture();
+    let web = small
+        .containers
+        .iter()
+        .find(|c| !c.ports.is_empty())
+        .expect("a publishing container in the fixture")
+        .clone();
+    let mut big = small.clone();
+    for i in 0..130u16 {
+        let mut c = web.clone();
+        c.name = format!("zz-capacity{i:03}");
+        c.id = format!("{i:012x}{}", "c".repeat(52));
+        c.endpoints[0].ipv6 = Some(
+            format!("fd76:6700:0:20::{:x}", 0x100 + i)
+                .parse()
+                .expect("address"),
+        );
+        for port in &mut c.ports {
+            port.host_port = 30000 + i;
+        }
+        big.containers.push(c);
+    }
+    let mut shrunk = big.clone();
+    shrunk.containers.pop();
+    let inputs = PlanInputs::default();
+    let declared = || -> BTreeMap<String, Option<u32>> {
+        read_sets("v6guard")
+            .expect("read the sets")
+            .into_iter()
+            .map(|s| (s.name, s.size))
+            .collect()
+    };
+    let planned = |ruleset: &Ruleset| -> BTreeMap<String, Option<u32>> {
+        ruleset
+            .sets
+            .iter()
+            .map(|s| (s.name.clone(), s.capacity()))
+            .collect()
+    };
+
+    in_private_netns(move || {
+        let small_plan = inputs.plan(&small);
+        let big_plan = inputs.plan(&big);
+        assert!(small_plan.sets.iter().any(|s| s.capacity().is_none()));
+        assert_eq!(
+            small_plan.set("published").and_then(|s| s.capacity()),
+            Some(256)
+        );
+        assert_eq!(
+            big_plan.set("published").and_then(|s| s.capacity()),
+            Some(512)
+        );
+
+        let mut reconciler = Reconciler::new(Netlink::default());
+        reconciler.enforce(small_plan.clone()).expect("apply");
+        assert_eq!(declared(), planned(&small_plan));
+        let listed = run_ok("nft", &["list", "set", "ip6", "v6guard", "published"]);
+        assert!(listed.contains("\t\tsize 256\n"), "{listed}");
+
+        // The size is a maximum: 300 more elements are refused, and nothing changes.
+        let elements: Vec<String> = (1..=300)
+            .map(|p| format!("fd76:6700:0:99::1 . tcp . {p}"))
+            .collect();
+        let add = format!(
+            "add element ip6 v6guard published {{ {} }}\n",
+            elements.join(", ")
+        );
+        let script = temp_file("capacity-overflow.nft", &add);
+        let refused = run("nft", &["-f", script.to_str().expect("utf-8 path")]);
+        assert!(!refused.status.success(), "elements past the size refused");
+        let mut kernel = Netlink::default();
+        assert_eq!(
+            kernel.verify(&small_plan).expect("verify"),
+            Vec::<String>::new()
+        );
+
+        let grown = reconciler.enforce(big_plan.clone()).expect("grow");
+        assert_eq!(
+            grown.transaction,
+            Transaction::Full,
+            "a new size: a new table"
+        );
+        assert_eq!(declared(), planned(&big_plan));
+        assert_eq!(
+            kernel.verify(&big_plan).expect("verify"),
+            Vec::<String>::new()
+        );
+        let against_small = kernel.verify(&small_plan).expect("verify");
+        assert!(
+            against_small
+                .iter()
+                .any(|p| p == "set published is declared with size 512, the plan's has size 256"),
+            "{against_small:?}"
+        );
+
+        let within = reconciler.enforce(inputs.plan(&shrunk)).expect("shrink");
+        assert!(
+            matches!(
+                within.transaction,
+                Transaction::Elements {
+                    removed: 2,
+                    added: 0
+                }
+            ),
+            "same capacity: elements in place, {within:?}"
+        );
+        assert_eq!(declared(), planned(&big_plan));
+    });
+}

@@ -5,8 +5,9 @@
 //! - nothing: the kernel holds the plan (same rules, same elements);
 //! - set elements only: the rules are the plan's (same plan digest, rules byte for byte) and
 //!   only elements differ, printed as `delete element` / `add element` commands;
-//! - the tables themselves (missing, dormant, another plan, rules edited): the reasons, then
-//!   the whole script, as apply replaces them whole.
+//! - the tables themselves (missing, dormant, another plan, rules edited, a set whose element
+//!   count crosses a capacity boundary): the reasons, then the whole script, as apply
+//!   replaces them whole.
 //!
 //! The element comparison reuses the daemon's own [`nft::incremental::diff`] against a copy of
 //! the plan holding the kernel's elements, so "only elements differ" means exactly what it
@@ -57,9 +58,10 @@ pub fn live_diff(wanted: &Ruleset) -> Result<String, Failure> {
             }
         }
         incremental::Delta::Replace => {
-            // verify found the structure equal, so this is a set declaration change that
-            // the element reading could not see; the whole script is the honest answer.
-            return Ok(replace_whole(wanted, &["the sets differ".to_string()]));
+            // verify found the structure equal, so the sets' declarations differ: the
+            // elements apply would install give a set another capacity (`size`), which
+            // only a new table can have.
+            return Ok(replace_whole(wanted, &resized(&held, wanted)));
         }
     }
     Ok(out)
@@ -76,6 +78,30 @@ fn kernel_copy(wanted: &Ruleset) -> Result<Option<Ruleset>, Failure> {
         }
     }
     Ok(Some(held))
+}
+
+/// The sets whose size the wanted elements change, one line each.
+fn resized(held: &Ruleset, wanted: &Ruleset) -> Vec<String> {
+    let mut why: Vec<String> = held
+        .sets
+        .iter()
+        .zip(&wanted.sets)
+        .filter(|(h, w)| h.capacity() != w.capacity())
+        .map(|(h, w)| {
+            format!(
+                "set {} goes from {} to {} elements: its size changes from {} to {}",
+                w.name,
+                h.elements.len(),
+                w.elements.len(),
+                h.capacity().unwrap_or_default(),
+                w.capacity().unwrap_or_default()
+            )
+        })
+        .collect();
+    if why.is_empty() {
+        why.push("the sets differ".to_string());
+    }
+    why
 }
 
 /// Why the tables would be replaced, then the script that replaces them.

@@ -58,9 +58,15 @@ pub fn diff(applied: Option<&Ruleset>, wanted: &Ruleset) -> Delta {
     let Some(applied) = applied else {
         return Delta::Replace;
     };
+    // A set's capacity is part of its declaration: the kernel cannot resize a set in place,
+    // and an insert past the applied capacity would fail (ENFILE).
     let same_sets = applied.sets.len() == wanted.sets.len()
         && applied.sets.iter().zip(&wanted.sets).all(|(a, w)| {
-            a.name == w.name && a.key == w.key && a.value == w.value && a.interval == w.interval
+            a.name == w.name
+                && a.key == w.key
+                && a.value == w.value
+                && a.interval == w.interval
+                && a.capacity() == w.capacity()
         });
     let same_chains =
         applied.chains == wanted.chains && applied.bridge_chains == wanted.bridge_chains;
@@ -185,6 +191,20 @@ mod tests {
             diff(Some(&a), &ruleset(&[key(2, 80)], "other")),
             Delta::Replace
         );
+    }
+
+    #[test]
+    fn crossing_a_capacity_boundary_replaces_the_table() {
+        let keys = |n: u16| (0..n).map(|i| key(2, i)).collect::<Vec<_>>();
+        let at_floor = ruleset(&keys(128), "forward");
+        let above = ruleset(&keys(129), "forward");
+        assert_ne!(at_floor.sets[0].capacity(), above.sets[0].capacity());
+        assert_eq!(diff(Some(&at_floor), &above), Delta::Replace);
+        assert_eq!(diff(Some(&above), &at_floor), Delta::Replace);
+        assert!(matches!(
+            diff(Some(&ruleset(&keys(127), "forward")), &at_floor),
+            Delta::Elements(_)
+        ));
     }
 
     #[test]

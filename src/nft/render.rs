@@ -90,6 +90,9 @@ fn render_set(set: &NamedSet) -> String {
         );
     }
     let _ = writeln!(out, "\t\ttype {type_line}");
+    if let Some(capacity) = set.capacity() {
+        let _ = writeln!(out, "\t\tsize {capacity}");
+    }
     if set.interval {
         out.push_str("\t\tflags interval\n");
     }

@@ -12,9 +12,11 @@
 //! removals.
 //!
 //! Anything else falls back to the full plan (the caller builds a new cache): a change of the
-//! basis, a container that adds rules (one multi-homed across known networks), or a change that
+//! basis, a container that adds rules (one multi-homed across known networks), a change that
 //! empties or first fills a set whose rule exists only while it has elements (every set but
-//! `published` and the DNAT maps), or a Snapshot whose containers are not in (name, ID) order. `plan::plan` stays the reference: a property test
+//! `published` and the DNAT maps), a change that moves a set's element count across a
+//! capacity boundary (`NamedSet::capacity`, part of the set's declaration), or a Snapshot
+//! whose containers are not in (name, ID) order. `plan::plan` stays the reference: a property test
 //! (`incremental_tests`) checks that any sequence of container changes through the cache gives
 //! exactly the ruleset and NDP entries the full plan gives.
 //!
@@ -236,6 +238,7 @@ impl PlanCache {
             return None;
         }
         let shape = self.shape();
+        let capacities = self.capacities();
         let mut touched = Touched::default();
         for old in &olds {
             self.withdraw(old, &mut touched);
@@ -246,7 +249,7 @@ impl PlanCache {
         }
         let changes = self.settle(touched);
         let complete = self.contributions.len() == snapshot.containers.len();
-        (self.shape() == shape && complete).then_some(changes)
+        (self.shape() == shape && self.capacities() == capacities && complete).then_some(changes)
     }
 
     /// The containers with these IDs in `snapshot`: by binary search under the name the
@@ -291,6 +294,12 @@ impl PlanCache {
             HOST_ALLOWED_SET,
         ]
         .map(|name| self.ruleset.set(name).is_none_or(|s| s.elements.is_empty()))
+    }
+
+    /// Every set's capacity: one that changes changes the set's declaration, which only a
+    /// full replace can install.
+    fn capacities(&self) -> Vec<Option<u32>> {
+        self.ruleset.sets.iter().map(NamedSet::capacity).collect()
     }
 
     fn add(&mut self, contribution: &Contribution, mut touched: Option<&mut Touched>) {

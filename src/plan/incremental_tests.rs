@@ -48,11 +48,18 @@ fn follow(
     let previous = cache.ruleset().clone();
     let reference = plan(snapshot, inputs);
     match cache.update(snapshot, inputs, ids, located) {
-        Some(changes) => assert_eq!(
-            applied(&previous, &changes).sets,
-            reference.sets,
-            "the reported changes lead to the full plan's elements"
-        ),
+        Some(changes) => {
+            assert_eq!(
+                applied(&previous, &changes).sets,
+                reference.sets,
+                "the reported changes lead to the full plan's elements"
+            );
+            assert_eq!(
+                previous.comment(),
+                reference.comment(),
+                "element changes keep every set's declaration (capacity included)"
+            );
+        }
         None => *cache = PlanCache::new(snapshot, inputs),
     }
     assert_eq!(*cache.ruleset(), reference, "incremental == full plan");
@@ -122,6 +129,48 @@ fn a_multi_homed_container_or_a_network_change_needs_the_full_plan() {
         cache
             .update(&snapshot, &inputs, &[], &HashMap::new())
             .is_none()
+    );
+}
+
+/// Containers started one by one until the sets' element counts cross a capacity boundary:
+/// the cache follows with element changes while every capacity stays, and asks for the full
+/// plan (a table replace with the new sizes) exactly when one changes.
+#[test]
+fn crossing_a_capacity_boundary_needs_the_full_plan() {
+    let mut snapshot = sorted_lab();
+    let inputs = PlanInputs::default();
+    let mut cache = PlanCache::new(&snapshot, &inputs);
+    let capacities = |r: &Ruleset| r.sets.iter().map(NamedSet::capacity).collect::<Vec<_>>();
+    let (mut incremental, mut full) = (0, 0);
+    for i in 0..140u16 {
+        let mut bulk = container(
+            &format!("zbulk{i:03}"),
+            "n1",
+            &format!("fd76:6700:0:10::{:x}", 0x100 + i),
+            vec![crate::testing::binding(1000 + i, Some("::"))],
+        );
+        bulk.ports[0].host_port = 20000 + i;
+        let ids = vec![bulk.id.clone()];
+        let located = HashMap::from([(bulk.id.clone(), bulk.name.clone())]);
+        snapshot.replace_containers(&ids, vec![bulk]);
+        let before = capacities(cache.ruleset());
+        let reference = plan(&snapshot, &inputs);
+        match cache.update(&snapshot, &inputs, &ids, &located) {
+            Some(_) => {
+                assert_eq!(capacities(&reference), before, "step {i}");
+                incremental += 1;
+            }
+            None => {
+                assert_ne!(capacities(&reference), before, "step {i}: why a full plan?");
+                cache = PlanCache::new(&snapshot, &inputs);
+                full += 1;
+            }
+        }
+        assert_eq!(*cache.ruleset(), reference, "step {i}");
+    }
+    assert!(
+        full >= 1 && incremental > 100,
+        "{full} full, {incremental} incremental"
     );
 }
 

@@ -1,5 +1,5 @@
 //! The one parser of nf_tables netlink messages that `read` uses for every dump (tables,
-//! chains, rules, set elements): a message's header and its attributes, nested or not.
+//! chains, rules, sets, set elements): a message's header and its attributes, nested or not.
 //!
 //! Kernel input is untrusted here: every length is checked, a truncated or malformed
 //! attribute ends the walk, and nothing panics.
@@ -9,6 +9,7 @@ const NFTABLES: u16 = (libc::NFNL_SUBSYS_NFTABLES as u16) << 8;
 pub const NEWTABLE: u16 = NFTABLES | libc::NFT_MSG_NEWTABLE as u16;
 pub const NEWCHAIN: u16 = NFTABLES | libc::NFT_MSG_NEWCHAIN as u16;
 pub const NEWRULE: u16 = NFTABLES | libc::NFT_MSG_NEWRULE as u16;
+pub const NEWSET: u16 = NFTABLES | libc::NFT_MSG_NEWSET as u16;
 pub const NEWSETELEM: u16 = NFTABLES | libc::NFT_MSG_NEWSETELEM as u16;
 
 pub const NLMSG_HDRLEN: usize = 16;

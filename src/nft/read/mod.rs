@@ -1,5 +1,5 @@
-//! Reading back what the kernel holds: tables, chains, rules, set elements. Used by `cleanup`
-//! (which tables are ours), stand-down (Docker's own table), the audit and `verify`.
+//! Reading back what the kernel holds: tables, chains, rules, sets, set elements. Used by
+//! `cleanup` (which tables are ours), stand-down (Docker's own table), the audit and `verify`.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -12,6 +12,9 @@ use crate::ruleset::{Field, NamedSet};
 
 mod attr;
 pub mod rules;
+mod sets;
+
+pub use sets::{SetDeclaration, read_sets};
 
 use rules::ChainRules;
 

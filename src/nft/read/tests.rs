@@ -4,7 +4,7 @@ use std::net::Ipv6Addr;
 
 use super::attr::{self, build};
 use super::*;
-use crate::nft::layout::{Bound, concat_bytes};
+use crate::nft::layout::{Bound, Concat};
 use crate::ruleset::FieldType;
 use crate::snapshot::Protocol;
 
@@ -83,8 +83,12 @@ fn a_base_chain_and_a_regular_chain() {
 }
 
 fn element(key: &[Field], value: Option<&[Field]>) -> Vec<u8> {
-    let data =
-        |fields: &[Field]| build::attribute(NFTA_DATA_VALUE, &concat_bytes(fields, Bound::Start));
+    let data = |fields: &[Field]| {
+        build::attribute(
+            NFTA_DATA_VALUE,
+            Concat::new(fields, Bound::Start).as_bytes(),
+        )
+    };
     let mut inner = build::attribute(NFTA_SET_ELEM_KEY, &data(key));
     if let Some(value) = value {
         inner.extend(build::attribute(NFTA_SET_ELEM_DATA, &data(value)));

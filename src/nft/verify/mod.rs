@@ -1,6 +1,7 @@
 //! Verifying: does the kernel hold the plan? The table, its comment (which plan it was built
 //! from), its rules (counted, or byte for byte against the kernel's own form of the plan,
-//! built in a private namespace by [`reference`]) and every set element.
+//! built in a private namespace by [`reference`]), each set's declared size and every set
+//! element.
 
 mod reference;
 
@@ -8,7 +9,7 @@ use tracing::warn;
 
 use super::NftError;
 use super::read::rules::ChainRules;
-use super::read::{compare_elements, list_tables, read_rules};
+use super::read::{SetDeclaration, compare_elements, list_tables, read_rules, read_sets};
 use crate::ruleset::Ruleset;
 
 pub use reference::{ReferenceError, reference};
@@ -38,7 +39,8 @@ pub struct Verified {
 
 /// The differences between what the kernel holds in v6guard's table and `expected`: missing
 /// or dormant table, rules from another plan (the table's comment), rules added, removed or
-/// (with [`RuleCheck::Exact`]) edited in place, set elements missing or extra.
+/// (with [`RuleCheck::Exact`]) edited in place, sets declared with another size, set elements
+/// missing or extra.
 pub fn verify(expected: &Ruleset, check: RuleCheck) -> Result<Verified, NftError> {
     // A rule dump filtered by a table that does not exist comes back empty, not ENOENT:
     // check the table itself first.
@@ -103,6 +105,7 @@ pub fn verify(expected: &Ruleset, check: RuleCheck) -> Result<Verified, NftError
         };
         problems.extend(rule_problems(expected, &held, reference.as_ref()));
     }
+    problems.extend(size_problems(expected, &read_sets(&expected.table)?));
     for set in &expected.sets {
         match compare_elements(&expected.table, set)? {
             None => problems.push(format!("set {} is missing", set.name)),
@@ -123,6 +126,28 @@ pub fn verify(expected: &Ruleset, check: RuleCheck) -> Result<Verified, NftError
         counted_only,
         filtering: !table.dormant,
     })
+}
+
+/// The planned sets the kernel declares with another size than their capacity (a set it
+/// lacks is reported with its elements). The daemon never resizes a set in place, so a
+/// difference means the table was built from another plan or edited.
+fn size_problems(expected: &Ruleset, declared: &[SetDeclaration]) -> Vec<String> {
+    let show = |size: Option<u32>| size.map_or("no size".to_string(), |s| format!("size {s}"));
+    expected
+        .sets
+        .iter()
+        .filter_map(|set| {
+            let held = declared.iter().find(|d| d.name == set.name)?;
+            (held.size != set.capacity()).then(|| {
+                format!(
+                    "set {} is declared with {}, the plan's has {}",
+                    set.name,
+                    show(held.size),
+                    show(set.capacity())
+                )
+            })
+        })
+        .collect()
 }
 
 /// How the rules `held` differ from the plan: byte for byte against `reference` when there is
@@ -188,6 +213,7 @@ pub fn count(chains: &ChainRules) -> usize {
 mod tests {
     use super::*;
     use crate::nft::read::rules::RuleBytes;
+    use crate::ruleset::Field;
 
     fn chains(rules: &[(&str, &[u8])]) -> ChainRules {
         let mut chains = ChainRules::new();
@@ -201,6 +227,52 @@ mod tests {
                 });
         }
         chains
+    }
+
+    #[test]
+    fn a_set_declared_with_another_size_is_a_problem() {
+        use crate::ruleset::{FieldType, NamedSet};
+        let mut expected = Ruleset {
+            table: "v6guard".into(),
+            sets: vec![
+                NamedSet::set("published", vec![FieldType::Port]),
+                NamedSet::interval_set("prefixes", vec![FieldType::Prefix]),
+            ],
+            chains: vec![],
+            bridge_chains: vec![],
+            needs_bridge_netfilter: false,
+            ndp: Default::default(),
+        };
+        let declared = |published: Option<u32>, prefixes: Option<u32>| {
+            vec![
+                SetDeclaration {
+                    name: "published".into(),
+                    size: published,
+                },
+                SetDeclaration {
+                    name: "prefixes".into(),
+                    size: prefixes,
+                },
+            ]
+        };
+        let capacity = expected.sets[0].capacity();
+        assert!(size_problems(&expected, &declared(capacity, None)).is_empty());
+        assert!(
+            size_problems(&expected, &[]).is_empty(),
+            "missing: told elsewhere"
+        );
+        assert_eq!(
+            size_problems(&expected, &declared(None, Some(64))),
+            vec![
+                "set published is declared with no size, the plan's has size 256",
+                "set prefixes is declared with size 64, the plan's has no size",
+            ]
+        );
+        expected.sets[0].elements = (0..200).map(|p| (vec![Field::Port(p)], vec![])).collect();
+        assert_eq!(
+            size_problems(&expected, &declared(capacity, None)),
+            vec!["set published is declared with size 256, the plan's has size 512"]
+        );
     }
 
     #[test]

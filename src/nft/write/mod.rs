@@ -20,7 +20,7 @@ mod send;
 
 pub use send::{Session, send_batch};
 
-use super::layout::{Bound, concat_bytes, concat_len, concat_type, field_len};
+use super::layout::{Bound, Concat, concat_len, concat_type, field_len};
 use super::{ConcatKey, NftError, c_string};
 use crate::ruleset::{Field, Hook, NamedSet, Ruleset};
 use expr::build_rule;
@@ -228,6 +228,11 @@ fn build_set<'a>(
         if flags != 0 {
             sys::nftnl_set_set_u32(raw, sys::NFTNL_SET_FLAGS as u16, flags);
         }
+        // The capacity picks the kernel's fixed-size hash, which loads much faster than
+        // the resizable one it picks without (see `NamedSet::capacity`).
+        if let Some(capacity) = set.capacity() {
+            sys::nftnl_set_set_u32(raw, sys::NFTNL_SET_DESC_SIZE as u16, capacity);
+        }
         if set.interval {
             sys::nftnl_set_set_data(
                 raw,
@@ -265,13 +270,6 @@ pub(in crate::nft) fn attach_elements<'e, K>(
 ) {
     let raw = set.as_ptr().as_ptr();
     for (key, value) in elements {
-        let mut attributes = vec![(sys::NFTNL_SET_ELEM_KEY, concat_bytes(key, Bound::Start))];
-        if interval {
-            attributes.push((sys::NFTNL_SET_ELEM_KEY_END, concat_bytes(key, Bound::End)));
-        }
-        if let Some(value) = value {
-            attributes.push((sys::NFTNL_SET_ELEM_DATA, concat_bytes(value, Bound::Start)));
-        }
         // SAFETY: `raw` is the live set owned by `set`; the element is allocated here and
         // handed to the set, which frees it; libnftnl copies the attribute bytes.
         unsafe {
@@ -279,13 +277,21 @@ pub(in crate::nft) fn attach_elements<'e, K>(
             if elem.is_null() {
                 std::process::abort();
             }
-            for (attribute, bytes) in &attributes {
+            let put = |attribute: u32, bytes: &Concat| {
+                let bytes = bytes.as_bytes();
                 sys::nftnl_set_elem_set(
                     elem,
-                    *attribute as u16,
+                    attribute as u16,
                     bytes.as_ptr() as *const c_void,
                     bytes.len() as u32,
                 );
+            };
+            put(sys::NFTNL_SET_ELEM_KEY, &Concat::new(key, Bound::Start));
+            if interval {
+                put(sys::NFTNL_SET_ELEM_KEY_END, &Concat::new(key, Bound::End));
+            }
+            if let Some(value) = value {
+                put(sys::NFTNL_SET_ELEM_DATA, &Concat::new(value, Bound::Start));
             }
             sys::nftnl_set_elem_add(raw, elem);
         }
