@@ -178,6 +178,12 @@ impl PlanCache {
         &self.ruleset
     }
 
+    /// The ruleset, for a caller that keeps it after the cache is spent: after an `update`
+    /// that returned `None`, its sets still hold the elements from before that call.
+    pub fn into_ruleset(self) -> Ruleset {
+        self.ruleset
+    }
+
     /// The name the container with this ID had when the cache last saw it.
     pub fn name_of(&self, id: &str) -> Option<&str> {
         self.contributions.get(id).map(|c| c.owner.0.as_str())
@@ -188,7 +194,8 @@ impl PlanCache {
     /// changes that turn the previous ruleset into the new one (which [`Self::ruleset`] then
     /// holds). `located` names containers the caller just put into the Snapshot (ID ->
     /// name), so they are found by binary search. `None`: the change needs the full plan;
-    /// this cache is then spent, build a new one.
+    /// this cache is then spent (build a new one), but its sets still hold the elements they
+    /// held before the call.
     pub fn update(
         &mut self,
         snapshot: &Snapshot,
@@ -246,7 +253,13 @@ impl PlanCache {
         }
         let changes = self.settle(touched);
         let complete = self.contributions.len() == snapshot.containers.len();
-        (self.shape() == shape && complete).then_some(changes)
+        if self.shape() == shape && complete {
+            return Some(changes);
+        }
+        // Spent, but its sets keep the previous plan's elements: the caller may hold them as
+        // what the kernel has (see `into_ruleset`).
+        undo(&mut self.ruleset, &changes);
+        None
     }
 
     /// The containers with these IDs in `snapshot`: by binary search under the name the
@@ -459,6 +472,19 @@ fn set_mut<'r>(ruleset: &'r mut Ruleset, name: &str) -> &'r mut NamedSet {
         Some(i) => &mut ruleset.sets[i],
         // Every set a contribution names is declared by the plan.
         None => unreachable!("set {name} is not declared by the plan"),
+    }
+}
+
+/// Take `changes` back: what `ruleset`'s sets held before they were made.
+fn undo(ruleset: &mut Ruleset, changes: &[SetChange]) {
+    for change in changes {
+        let elements = &mut set_mut(ruleset, &change.set).elements;
+        for (key, _) in &change.added {
+            elements.remove(key);
+        }
+        for (key, value) in &change.removed {
+            elements.insert(key.clone(), value.clone());
+        }
     }
 }
 
