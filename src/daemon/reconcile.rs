@@ -74,7 +74,7 @@ impl Kernel for Netlink {
         // Verify reads the whole table back: on a large host, a short-lived allocation as
         // large as the apply's, after which glibc would keep the memory.
         if ruleset.element_count() >= TRIM_AFTER_ELEMENTS {
-            return_freed_memory();
+            super::memory::return_freed_memory();
         }
         verified
     }
@@ -83,18 +83,6 @@ impl Kernel for Netlink {
 /// A table this large is read back whole by every periodic verify (some 4 MiB of netlink
 /// messages, as the batch after which the apply trims, `nft::write::send`).
 const TRIM_AFTER_ELEMENTS: usize = 60_000;
-
-/// Return the heap's free pages to the kernel (glibc's `malloc_trim`, over every thread's
-/// arena; a few ms at most), after the daemon's large short-lived allocations: at 10,000
-/// containers glibc otherwise keeps tens of MiB they freed. (`nft::write::send` does the
-/// same after a large apply.)
-pub(super) fn return_freed_memory() {
-    #[cfg(target_env = "gnu")]
-    // SAFETY: malloc_trim only releases free memory of the allocator's own arenas.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
 
 /// How the kernel was changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
