@@ -10,20 +10,22 @@
 //! containers linking to it by name): its old elements are withdrawn, its new ones added, and
 //! the difference becomes element additions and removals.
 //!
-//! Every element has one contributor. Exposure and link keys start with the contributing
-//! container's own address, and each address belongs to one container, so a container's
-//! elements there are found by a range of its addresses; its keys in the other sets (host
-//! ports: DNAT maps, host-port limits) are kept encoded, a few bytes each. The cache holds no
-//! per-element index: at 10,000 containers the elements are the daemon's memory. The wider
-//! exposure set wins over the narrower ones per service (address, protocol, port), which is
-//! then one container's.
+//! Exposure and link keys start with the contributing container's own address, and each
+//! address belongs to one container, so a container's elements there are found by a range of
+//! its addresses; its keys in the other sets (host ports: DNAT maps, host-port limits) are
+//! kept encoded, a few bytes each. The cache holds no per-element index: at 10,000
+//! containers the elements are the daemon's memory. The wider exposure set wins over the
+//! narrower ones per service (address, protocol, port), which is then one container's.
 //!
-//! A contested element (two containers with one address, or one host port: Docker's IPAM and
-//! port allocator prevent both, a stale Snapshot may not) is left to the full plan, which gives
-//! a DNAT key to the first container by (name, ID): an update that would contest one asks for
-//! the full plan, and a cache built while one is contested follows nothing (every update asks
-//! for the full plan) until a full plan without contest builds a new one. Building checks that
-//! the contributions give exactly the plan's elements, and follows nothing otherwise.
+//! A host port two containers publish (Docker's allocator never does; the benchmarks'
+//! synthetic hosts reuse host ports) is counted, and its DNAT key goes to the first container
+//! by (name, ID), as in the full plan: when that one goes, a pass over the contributions'
+//! keys finds the next, which is re-planned for its target. An address two containers hold
+//! (IPAM prevents it; a stale Snapshot may not) is left to the full plan: an update that
+//! would share one asks for the full plan, and a cache built while one is shared follows
+//! nothing (every update asks for the full plan) until a full plan without it builds a new
+//! one. Building checks that the contributions give exactly the plan's elements, and follows
+//! nothing otherwise.
 //!
 //! Anything else falls back to the full plan too (the caller builds a new cache): a change of
 //! the basis, a container that adds rules (one multi-homed across known networks), a change
@@ -33,14 +35,12 @@
 //! any sequence of container changes through the cache gives exactly the ruleset and NDP
 //! entries the full plan gives.
 //!
-//! (Somewhat over 500 lines: adding and withdrawing contributions keep one invariant, the
-//! cache's ruleset equals `plan()`'s, and read best side by side; the key encoding is theirs.)
+//! (Over 500 lines: adding and withdrawing contributions keep one invariant, the cache's
+//! ruleset equals `plan()`'s, and read best side by side; the key encoding is theirs.)
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv6Addr;
 use std::ops::Bound;
-
-use ipnet::Ipv6Net;
 
 use super::exposure::ContainerExposure;
 use super::policy::{self, Resolved};
@@ -50,7 +50,8 @@ use crate::ruleset::{
     DNAT_ANY_MAP, DNAT_HOST_MAP, Field, LINKS_SET, NamedSet, PUBLISHED_SET, RESTRICTED_SET,
     Ruleset, TRANSLATED_RESTRICTED_SET, TRANSLATED_SET,
 };
-use crate::snapshot::{Container, DaemonSettings, Engine, Network, Protocol, Snapshot};
+use crate::snapshot::{Container, DaemonSettings, Engine, Network, Snapshot};
+use keys::{decode_key, encode, encoded_keys};
 
 /// A set's elements, key -> value.
 type Elements = BTreeMap<Vec<Field>, Vec<Field>>;
@@ -153,8 +154,12 @@ pub struct PlanCache {
     ruleset: Ruleset,
     /// By container ID.
     contributions: HashMap<String, Contribution>,
-    /// Every container's own addresses; each belongs to one container.
-    addresses: HashSet<Ipv6Addr>,
+    /// Every container's own addresses, each held by one container: address -> its ID.
+    addresses: HashMap<Ipv6Addr, String>,
+    /// Keys of the [`BY_KEY`] sets and maps more than one container contributes (one host
+    /// port published twice: the benchmarks' synthetic hosts reuse host ports, Docker does
+    /// not), encoded, with how many do. A DNAT key goes to the first by (name, ID).
+    shared: HashMap<Box<[u8]>, u32>,
     ndp: BTreeMap<(String, Ipv6Addr), usize>,
     /// Container name -> IDs of the containers linking to it.
     linked_by: BTreeMap<String, BTreeSet<String>>,
@@ -172,7 +177,8 @@ impl PlanCache {
             resolved: policy::resolve_networks(snapshot, inputs),
             ruleset: super::plan(snapshot, inputs),
             contributions: HashMap::new(),
-            addresses: HashSet::new(),
+            addresses: HashMap::new(),
+            shared: HashMap::new(),
             ndp: BTreeMap::new(),
             linked_by: BTreeMap::new(),
             incremental: snapshot
@@ -185,7 +191,8 @@ impl PlanCache {
         if !cache.incremental {
             // Every update asks for the full plan: nothing to keep.
             cache.contributions = HashMap::new();
-            cache.addresses = HashSet::new();
+            cache.addresses = HashMap::new();
+            cache.shared = HashMap::new();
             cache.ndp = BTreeMap::new();
             cache.linked_by = BTreeMap::new();
         }
@@ -297,7 +304,7 @@ impl PlanCache {
         }
         let shape = self.shape();
         let mut changes = Changes::default();
-        let followed = self.follow(&olds, news, &mut changes);
+        let followed = self.follow(snapshot, inputs, &olds, news, &mut changes);
         if followed {
             self.settle_ndp(&changes.ndp);
         }
@@ -359,12 +366,14 @@ impl PlanCache {
     /// full plan decides those.
     fn follow(
         &mut self,
+        snapshot: &Snapshot,
+        inputs: &PlanInputs,
         olds: &[(String, Contribution)],
         news: Vec<Planned>,
         changes: &mut Changes,
     ) -> bool {
         for (id, old) in olds {
-            if !self.withdraw(id, old, changes) {
+            if self.withdraw(snapshot, inputs, id, old, changes).is_none() {
                 return false;
             }
         }
@@ -379,31 +388,41 @@ impl PlanCache {
     }
 
     /// Put `new`'s elements into the ruleset, as `plan` would: the wider exposure set wins
-    /// per service, and a key twice in one contribution keeps its first value. `None` when
-    /// an element is contested (an address or a key another container holds) or not where
-    /// this cache looks for it: the caller falls back to the full plan.
+    /// per service, a key twice in one contribution keeps its first value, and a DNAT key
+    /// two containers contribute goes to the first by (name, ID). `None` when an address is
+    /// another container's, or an element is not where this cache looks for it: the caller
+    /// falls back to the full plan.
     fn add(&mut self, new: Planned, changes: &mut Changes) -> Option<Contribution> {
-        if new.addresses.iter().any(|a| self.addresses.contains(a)) {
+        if new.addresses.iter().any(|a| self.addresses.contains_key(a)) {
             return None;
         }
         let mut keys = Vec::new();
         for (set, key, value) in settled(first_of_each_key(new.elements)) {
+            let current = set_mut(&mut self.ruleset, set).elements.get(&key).cloned();
             if BY_ADDRESS.contains(&set) {
                 let own = matches!(key.first(), Some(Field::Address(a)) if new.addresses.binary_search(a).is_ok());
-                if !own {
+                if !own || current.is_some() {
                     return None;
                 }
             } else {
+                let start = keys.len();
                 encode(&mut keys, set, &key)?;
+                if let Some(current) = current {
+                    // A host port another container publishes too.
+                    let first = !value.is_empty() && self.precedes(&new.name, &new.id, &current)?;
+                    *self.shared.entry(keys[start..].into()).or_insert(1) += 1;
+                    if !first {
+                        continue;
+                    }
+                }
             }
             let elements = &mut set_mut(&mut self.ruleset, set).elements;
-            if elements.contains_key(&key) {
-                return None;
-            }
-            elements.insert(key.clone(), value.clone());
-            changes.note(set, key, None, Some(value));
+            let was = elements.insert(key.clone(), value.clone());
+            changes.note(set, key, was, Some(value));
         }
-        self.addresses.extend(new.addresses.iter().copied());
+        let owner = || new.id.clone();
+        self.addresses
+            .extend(new.addresses.iter().map(|a| (*a, owner())));
         for entry in &new.ndp {
             *self.ndp.entry(entry.clone()).or_default() += 1;
             changes.ndp.insert(entry.clone());
@@ -424,9 +443,51 @@ impl PlanCache {
         })
     }
 
+    /// Whether the container (`name`, `id`) comes before the one whose DNAT target is
+    /// `current` (its address first). `None` if that one is unknown (never: every target
+    /// address is a contributing container's).
+    fn precedes(&self, name: &str, id: &str, current: &[Field]) -> Option<bool> {
+        let Some(Field::Address(address)) = current.first() else {
+            return None;
+        };
+        let holder = self.addresses.get(address)?;
+        let holder_name = &self.contributions.get(holder)?.name;
+        Some((name, id) < (holder_name.as_str(), holder.as_str()))
+    }
+
+    /// The value the first other contributor (by name, ID) gives a shared DNAT key: found by
+    /// a pass over the contributions' keys (a few bytes each), and that container re-planned.
+    /// Only when the container holding a shared key goes. `None`: no other contributor is in
+    /// the cache (the rest are being withdrawn too).
+    fn next_holder_value(
+        &self,
+        snapshot: &Snapshot,
+        inputs: &PlanInputs,
+        encoded: &[u8],
+        set: &str,
+        key: &[Field],
+    ) -> Option<Vec<Field>> {
+        let (id, next) = (self.contributions.iter())
+            .filter(|(_, c)| encoded_keys(&c.keys).any(|k| k == encoded))
+            .min_by(|(ia, a), (ib, b)| (&a.name, ia).cmp(&(&b.name, ib)))?;
+        let at = snapshot.container_position(&next.name, id).ok()?;
+        let planned = plan_container(snapshot, &self.resolved, inputs, &snapshot.containers[at]);
+        (first_of_each_key(planned.elements).into_iter())
+            .find(|(s, k, _)| *s == set && k == key)
+            .map(|(_, _, value)| value)
+    }
+
     /// Take `old`'s elements out of the ruleset: everything under its addresses, and its
-    /// keys. `false` if its keys do not decode (never: the cache encoded them).
-    fn withdraw(&mut self, id: &str, old: &Contribution, changes: &mut Changes) -> bool {
+    /// keys (a shared DNAT key it held passes to the next contributor). `None` if its keys
+    /// do not decode (never: the cache encoded them).
+    fn withdraw(
+        &mut self,
+        snapshot: &Snapshot,
+        inputs: &PlanInputs,
+        id: &str,
+        old: &Contribution,
+        changes: &mut Changes,
+    ) -> Option<()> {
         for address in &old.addresses {
             self.addresses.remove(address);
             let prefix = [Field::Address(*address)];
@@ -439,12 +500,30 @@ impl PlanCache {
                 }
             }
         }
-        let Some(keys) = decode(&old.keys) else {
-            return false;
-        };
-        for (set, key) in keys {
-            let value = set_mut(&mut self.ruleset, set).elements.remove(&key);
-            changes.note(set, key, value, None);
+        for encoded in encoded_keys(&old.keys) {
+            let (set, key) = decode_key(encoded)?;
+            let now = match self.shared.get_mut(encoded) {
+                Some(count) => {
+                    *count -= 1;
+                    if *count == 1 {
+                        self.shared.remove(encoded);
+                    }
+                    let current = set_mut(&mut self.ruleset, set).elements.get(&key);
+                    let held = matches!(current.and_then(|v| v.first()),
+                        Some(Field::Address(a)) if old.addresses.contains(a));
+                    if !held {
+                        continue;
+                    }
+                    self.next_holder_value(snapshot, inputs, encoded, set, &key)
+                }
+                None => None,
+            };
+            let elements = &mut set_mut(&mut self.ruleset, set).elements;
+            let was = match &now {
+                Some(value) => elements.insert(key.clone(), value.clone()),
+                None => elements.remove(&key),
+            };
+            changes.note(set, key, was, now);
         }
         for entry in &old.ndp {
             if let Some(count) = self.ndp.get_mut(entry) {
@@ -463,7 +542,7 @@ impl PlanCache {
                 }
             }
         }
-        true
+        Some(())
     }
 
     /// Bring the ruleset's NDP entries in line with the contributions at `touched`.
@@ -537,82 +616,6 @@ fn settled(elements: Vec<SetElement>) -> Vec<SetElement> {
         .zip(kept)
         .filter_map(|(element, kept)| kept.then_some(element))
         .collect()
-}
-
-/// Append `key` of `set` (one of [`BY_KEY`]): the set's index, the field count, then each
-/// field as a tag and its bytes. `None` for another set. A DNAT key takes 7 bytes this way,
-/// against about 100 as a `Vec<Field>`.
-fn encode(out: &mut Vec<u8>, set: &str, key: &[Field]) -> Option<()> {
-    let index = BY_KEY.iter().position(|s| *s == set)?;
-    out.push(u8::try_from(index).ok()?);
-    out.push(u8::try_from(key.len()).ok()?);
-    for field in key {
-        match field {
-            Field::Address(address) => {
-                out.push(0);
-                out.extend(address.octets());
-            }
-            Field::Prefix(prefix) => {
-                out.push(1);
-                out.extend(prefix.addr().octets());
-                out.push(prefix.prefix_len());
-            }
-            Field::Protocol(protocol) => {
-                out.push(2);
-                out.push(match protocol {
-                    Protocol::Tcp => 0,
-                    Protocol::Udp => 1,
-                    Protocol::Sctp => 2,
-                });
-            }
-            Field::Port(port) => {
-                out.push(3);
-                out.extend(port.to_be_bytes());
-            }
-        }
-    }
-    Some(())
-}
-
-/// The keys [`encode`] wrote, with their sets.
-fn decode(mut bytes: &[u8]) -> Option<Vec<(&'static str, Vec<Field>)>> {
-    let mut out = Vec::new();
-    while let [set, count, rest @ ..] = bytes {
-        let set = *BY_KEY.get(usize::from(*set))?;
-        bytes = rest;
-        let mut key = Vec::with_capacity(usize::from(*count));
-        for _ in 0..*count {
-            let (field, rest) = decode_field(bytes)?;
-            key.push(field);
-            bytes = rest;
-        }
-        out.push((set, key));
-    }
-    bytes.is_empty().then_some(out)
-}
-
-fn decode_field(bytes: &[u8]) -> Option<(Field, &[u8])> {
-    let address = |b: &[u8]| -> Option<Ipv6Addr> {
-        Some(Ipv6Addr::from(<[u8; 16]>::try_from(b.get(..16)?).ok()?))
-    };
-    match bytes {
-        [0, rest @ ..] => Some((Field::Address(address(rest)?), rest.get(16..)?)),
-        [1, rest @ ..] => {
-            let net = Ipv6Net::new(address(rest)?, *rest.get(16)?).ok()?;
-            Some((Field::Prefix(net), rest.get(17..)?))
-        }
-        [2, protocol, rest @ ..] => {
-            let protocol = match protocol {
-                0 => Protocol::Tcp,
-                1 => Protocol::Udp,
-                2 => Protocol::Sctp,
-                _ => return None,
-            };
-            Some((Field::Protocol(protocol), rest))
-        }
-        [3, high, low, rest @ ..] => Some((Field::Port(u16::from_be_bytes([*high, *low])), rest)),
-        _ => None,
-    }
 }
 
 /// Keys of `map` that start with `prefix` (contiguous: a prefix sorts before its extensions).
@@ -765,6 +768,9 @@ fn plan_container(
         adds_rules: !sources::multihomed_rules(snapshot, container).is_empty(),
     }
 }
+
+#[path = "incremental_keys.rs"]
+mod keys;
 
 #[cfg(test)]
 #[path = "incremental_tests.rs"]
