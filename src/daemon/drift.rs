@@ -328,8 +328,8 @@ fn monitor(socket: mnl::Socket, table: &str, reports: &UnboundedSender<DriftRepo
 }
 
 /// A transaction announced in this many messages (one per set element) is a full replace
-/// of a large table: what reading it cost this thread is handed back to the kernel.
-const TRIM_AFTER_MESSAGES: usize = 50_000;
+/// of a large table: what reading it cost is handed back to the kernel.
+const TRIM_AFTER_MESSAGES: usize = 20_000;
 
 #[cfg(test)]
 mod tests {

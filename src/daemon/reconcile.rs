@@ -80,9 +80,9 @@ impl Kernel for Netlink {
     }
 }
 
-/// A table this large is read back whole by every periodic verify (some 4 MiB of netlink
-/// messages, as the batch after which the apply trims, `nft::write::send`).
-const TRIM_AFTER_ELEMENTS: usize = 60_000;
+/// A table this large (some 1.5 MiB of netlink messages, and the ruleset they are read
+/// into) leaves enough freed to be worth the trim, which costs a few ms.
+const TRIM_AFTER_ELEMENTS: usize = 20_000;
 
 /// How the kernel was changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
