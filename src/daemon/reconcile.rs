@@ -69,10 +69,20 @@ impl Kernel for Netlink {
     }
 
     fn verify(&mut self, ruleset: &Ruleset) -> Result<Vec<String>, NftError> {
-        crate::nft::verify::verify(ruleset, crate::nft::verify::RuleCheck::Count)
-            .map(|verified| verified.problems)
+        let verified = crate::nft::verify::verify(ruleset, crate::nft::verify::RuleCheck::Count)
+            .map(|verified| verified.problems);
+        // Verify reads the whole table back: on a large host, a short-lived allocation as
+        // large as the apply's, after which glibc would keep the memory.
+        if ruleset.element_count() >= TRIM_AFTER_ELEMENTS {
+            super::memory::return_freed_memory();
+        }
+        verified
     }
 }
+
+/// A table this large (some 1.5 MiB of netlink messages, and the ruleset they are read
+/// into) leaves enough freed to be worth the trim, which costs a few ms.
+const TRIM_AFTER_ELEMENTS: usize = 20_000;
 
 /// How the kernel was changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,19 +137,31 @@ enum Prepared {
     /// The cache's ruleset is the applied one with these changes.
     Elements {
         started: Instant,
-        changes: Vec<SetChange>,
+        deltas: Vec<SetDelta>,
     },
+}
+
+/// What the kernel holds, as far as the reconciler knows.
+enum Applied {
+    /// Nothing applied yet, or forgotten on purpose.
+    Nothing,
+    /// This ruleset; no cache describes the kernel.
+    Own(Ruleset),
+    /// The cache's ruleset (less the prepared element changes, between `prepare` and
+    /// `enforce_prepared`). The elements are the bulk of the daemon's memory at scale
+    /// (145,000 at 10,000 containers), so they are kept once, in the cache, not twice.
+    InCache,
 }
 
 /// Remembers what was applied, so each change is a diff against it, and the plan's cache
 /// (each container's contribution), so a container change is planned alone.
 ///
-/// While `cache` is set, its ruleset is `applied` (or, between `prepare` and
-/// `enforce_prepared`, `applied` plus the prepared changes); anything that breaks this (a
-/// failed transaction, `enforce` of another ruleset, `forget`) drops the cache.
+/// `applied` is `InCache` only while `cache` is set; anything that makes the cache stop
+/// describing the kernel (a failed transaction, `enforce` of another ruleset, a spent cache)
+/// takes its ruleset back as `Own`, with the prepared changes undone ([`Self::drop_cache`]).
 pub struct Reconciler<K: Kernel> {
     kernel: K,
-    applied: Option<Ruleset>,
+    applied: Applied,
     cache: Option<PlanCache>,
     prepared: Option<Prepared>,
     /// Containers put into the Snapshot by [`Self::replace_containers`] since the last
@@ -147,11 +169,22 @@ pub struct Reconciler<K: Kernel> {
     located: HashMap<String, String>,
 }
 
+impl Applied {
+    /// The applied ruleset, given the cache it may be kept in.
+    fn ruleset<'a>(&'a self, cache: Option<&'a PlanCache>) -> Option<&'a Ruleset> {
+        match self {
+            Applied::Nothing => None,
+            Applied::Own(ruleset) => Some(ruleset),
+            Applied::InCache => cache.map(PlanCache::ruleset),
+        }
+    }
+}
+
 impl<K: Kernel> Reconciler<K> {
     pub fn new(kernel: K) -> Self {
         Reconciler {
             kernel,
-            applied: None,
+            applied: Applied::Nothing,
             cache: None,
             prepared: None,
             located: HashMap::new(),
@@ -185,9 +218,9 @@ impl<K: Kernel> Reconciler<K> {
         changed: Changed,
     ) -> &Ruleset {
         let started = Instant::now();
-        if self.prepared.take().is_some() || self.applied.is_none() {
+        if self.prepared.is_some() || matches!(self.applied, Applied::Nothing) {
             // A plan never enforced, or nothing applied: the cache is not the kernel's.
-            self.cache = None;
+            self.drop_cache();
         }
         let located = std::mem::take(&mut self.located);
         let changes = match (&mut self.cache, changed) {
@@ -196,20 +229,21 @@ impl<K: Kernel> Reconciler<K> {
             }
             _ => None,
         };
-        let cache = match changes {
-            Some(changes) => {
-                self.prepared = Some(Prepared::Elements { started, changes });
-                self.cache.as_ref()
+        let cache = match (changes, self.cache.take()) {
+            (Some(changes), Some(cache)) => {
+                let deltas = deltas(cache.ruleset(), changes);
+                self.prepared = Some(Prepared::Elements { started, deltas });
+                self.cache.insert(cache)
             }
-            None => {
+            (_, spent) => {
+                // A spent cache's ruleset is still what was applied.
+                self.cache = spent;
+                self.drop_cache();
                 self.prepared = Some(Prepared::Full { started });
-                Some(&*self.cache.insert(PlanCache::new(snapshot, inputs)))
+                self.cache.insert(PlanCache::new(snapshot, inputs))
             }
         };
-        match cache {
-            Some(cache) => cache.ruleset(),
-            None => unreachable!("the cache was just updated or built"),
-        }
+        cache.ruleset()
     }
 
     /// Make the kernel hold what [`Self::prepare`] planned: the element changes alone when
@@ -218,36 +252,78 @@ impl<K: Kernel> Reconciler<K> {
     /// error the last applied ruleset stays in place.
     /// Without a prepared plan there is nothing to do (`Transaction::None`).
     pub fn enforce_prepared(&mut self) -> Result<Enforced, NftError> {
-        let Some(prepared) = self.prepared.take() else {
+        let (Some(prepared), Some(cache)) = (&self.prepared, &self.cache) else {
             return Ok(self.nothing_done());
         };
-        let Some(cache) = self.cache.take() else {
-            // `prepare` always leaves a cache; without one there is no plan to enforce.
-            return Ok(self.nothing_done());
-        };
+        let wanted = cache.ruleset();
         let (started, transaction) = match prepared {
-            Prepared::Full { started } => (started, self.enforce_ruleset(cache.ruleset().clone())),
-            Prepared::Elements { started, changes } => {
-                (started, self.enforce_changes(cache.ruleset(), changes))
+            Prepared::Full { started } => {
+                let applied = match &self.applied {
+                    Applied::Own(ruleset) => Some(ruleset),
+                    Applied::Nothing | Applied::InCache => None,
+                };
+                let transaction = send_difference(&mut self.kernel, applied, wanted);
+                (*started, transaction)
+            }
+            Prepared::Elements { started, deltas } => {
+                (*started, send_deltas(&mut self.kernel, wanted, deltas))
             }
         };
-        // On error the cache is dropped: it no longer describes the kernel.
-        let transaction = transaction?;
-        let wanted = cache.ruleset();
-        let enforced = Enforced {
-            transaction,
+        let counts = Enforced {
+            transaction: Transaction::None,
             rules: wanted.rule_count(),
             sets: wanted.sets.len(),
             elements: wanted.element_count(),
-            took: started.elapsed(),
+            took: Duration::ZERO,
         };
-        self.cache = Some(cache);
-        Ok(enforced)
+        match transaction {
+            Ok(transaction) => {
+                self.prepared = None;
+                self.applied = Applied::InCache;
+                Ok(Enforced {
+                    transaction,
+                    took: started.elapsed(),
+                    ..counts
+                })
+            }
+            Err(error) => {
+                // The kernel holds what it held: the cache no longer describes it.
+                self.drop_cache();
+                Err(error)
+            }
+        }
+    }
+
+    /// The cache stops describing the kernel (and a prepared plan is dropped): when the
+    /// applied ruleset was kept in the cache, take it back, undoing the prepared changes.
+    fn drop_cache(&mut self) {
+        let cache = self.cache.take();
+        let prepared = self.prepared.take();
+        if !matches!(self.applied, Applied::InCache) {
+            return;
+        }
+        self.applied = match cache {
+            Some(cache) => {
+                let mut ruleset = cache.into_ruleset();
+                if let Some(Prepared::Elements { deltas, .. }) = &prepared {
+                    undo(&mut ruleset, deltas);
+                }
+                Applied::Own(ruleset)
+            }
+            // `InCache` always has a cache; without one, nothing is known.
+            None => Applied::Nothing,
+        };
+    }
+
+    /// The applied ruleset. Between `prepare` and `enforce_prepared` of element changes, the
+    /// callers ([`Self::restore`], [`Self::verify`]) drop the prepared plan first.
+    fn applied(&self) -> Option<&Ruleset> {
+        self.applied.ruleset(self.cache.as_ref())
     }
 
     /// An enforce that changed nothing, with the applied ruleset's counts.
     fn nothing_done(&self) -> Enforced {
-        let applied = self.applied.as_ref();
+        let applied = self.applied();
         Enforced {
             transaction: Transaction::None,
             rules: applied.map_or(0, Ruleset::rule_count),
@@ -257,89 +333,30 @@ impl<K: Kernel> Reconciler<K> {
         }
     }
 
-    /// Send the element changes that lead from the applied ruleset to `wanted`.
-    fn enforce_changes(
-        &mut self,
-        wanted: &Ruleset,
-        changes: Vec<SetChange>,
-    ) -> Result<Transaction, NftError> {
-        if changes.is_empty() {
-            return Ok(Transaction::None);
-        }
-        let Some(applied) = &mut self.applied else {
-            return self.enforce_ruleset(wanted.clone());
-        };
-        let deltas: Vec<SetDelta> = changes
-            .into_iter()
-            .map(|c| SetDelta {
-                interval: wanted.set(&c.set).is_some_and(|s| s.interval),
-                set: c.set,
-                added: c.added,
-                removed: c.removed,
-            })
-            .collect();
-        match self.kernel.update(&wanted.table, &deltas) {
-            Ok(()) => {
-                apply_deltas(applied, &deltas);
-                Ok(Transaction::Elements {
-                    added: deltas.iter().map(|d| d.added.len()).sum(),
-                    removed: deltas.iter().map(|d| d.removed.len()).sum(),
-                })
-            }
-            Err(error) => {
-                warn!(%error, "element update refused; replacing the whole table instead");
-                self.kernel.replace(wanted)?;
-                self.applied = Some(wanted.clone());
-                Ok(Transaction::Full)
-            }
-        }
-    }
-
     /// Make the kernel hold `wanted`. An element update the kernel refuses (its sets were not
     /// what v6guard last installed) falls back to replacing the table. On error the last
     /// applied ruleset stays in place: the transaction is atomic.
     pub fn enforce(&mut self, wanted: Ruleset) -> Result<Enforced, NftError> {
         let started = Instant::now();
         // Another ruleset than the cache's (the skeleton): the next prepare plans afresh.
-        self.cache = None;
-        self.prepared = None;
-        let transaction = self.enforce_ruleset(wanted.clone())?;
-        Ok(Enforced {
+        self.drop_cache();
+        let applied = self.applied.ruleset(self.cache.as_ref());
+        let transaction = send_difference(&mut self.kernel, applied, &wanted)?;
+        let enforced = Enforced {
             transaction,
             rules: wanted.rule_count(),
             sets: wanted.sets.len(),
             elements: wanted.element_count(),
             took: started.elapsed(),
-        })
-    }
-
-    /// Diff `wanted` against what was applied and send the smallest transaction.
-    fn enforce_ruleset(&mut self, wanted: Ruleset) -> Result<Transaction, NftError> {
-        let transaction = match incremental::diff(self.applied.as_ref(), &wanted) {
-            Delta::Unchanged => Transaction::None,
-            Delta::Elements(deltas) => match self.kernel.update(&wanted.table, &deltas) {
-                Ok(()) => Transaction::Elements {
-                    added: deltas.iter().map(|d| d.added.len()).sum(),
-                    removed: deltas.iter().map(|d| d.removed.len()).sum(),
-                },
-                Err(error) => {
-                    warn!(%error, "element update refused; replacing the whole table instead");
-                    self.kernel.replace(&wanted)?;
-                    Transaction::Full
-                }
-            },
-            Delta::Replace => {
-                self.kernel.replace(&wanted)?;
-                Transaction::Full
-            }
         };
-        self.applied = Some(wanted);
-        Ok(transaction)
+        self.applied = Applied::Own(wanted);
+        Ok(enforced)
     }
 
     /// Put the applied ruleset back whole (after drift).
     pub fn restore(&mut self) -> Result<bool, NftError> {
-        match &self.applied {
+        self.drop_prepared();
+        match self.applied.ruleset(self.cache.as_ref()) {
             Some(ruleset) => self.kernel.replace(ruleset).map(|()| true),
             None => Ok(false),
         }
@@ -347,31 +364,88 @@ impl<K: Kernel> Reconciler<K> {
 
     /// Differences between the kernel and the applied ruleset (empty when nothing applied).
     pub fn verify(&mut self) -> Result<Vec<String>, NftError> {
-        match &self.applied {
+        self.drop_prepared();
+        match self.applied.ruleset(self.cache.as_ref()) {
             Some(ruleset) => self.kernel.verify(ruleset),
             None => Ok(Vec::new()),
+        }
+    }
+
+    /// A plan prepared and not enforced is dropped (with the cache it changed).
+    fn drop_prepared(&mut self) {
+        if self.prepared.is_some() {
+            self.drop_cache();
         }
     }
 
     /// Forget what was applied, so the next enforce replaces the table and verify and restore
     /// do nothing meanwhile (the daemon removed the table on purpose: standing down).
     pub fn forget(&mut self) {
-        self.applied = None;
+        self.applied = Applied::Nothing;
         self.cache = None;
         self.prepared = None;
     }
 }
 
-/// What the kernel holds after an element transaction succeeded.
-fn apply_deltas(ruleset: &mut Ruleset, deltas: &[SetDelta]) {
+/// The cache's element changes as the kernel takes them.
+fn deltas(wanted: &Ruleset, changes: Vec<SetChange>) -> Vec<SetDelta> {
+    changes
+        .into_iter()
+        .map(|c| SetDelta {
+            interval: wanted.set(&c.set).is_some_and(|s| s.interval),
+            set: c.set,
+            added: c.added,
+            removed: c.removed,
+        })
+        .collect()
+}
+
+/// Send the element changes that lead from the applied ruleset to `wanted`; should the
+/// kernel refuse them (its sets are not what v6guard last installed), replace the table.
+fn send_deltas<K: Kernel>(
+    kernel: &mut K,
+    wanted: &Ruleset,
+    deltas: &[SetDelta],
+) -> Result<Transaction, NftError> {
+    if deltas.is_empty() {
+        return Ok(Transaction::None);
+    }
+    match kernel.update(&wanted.table, deltas) {
+        Ok(()) => Ok(Transaction::Elements {
+            added: deltas.iter().map(|d| d.added.len()).sum(),
+            removed: deltas.iter().map(|d| d.removed.len()).sum(),
+        }),
+        Err(error) => {
+            warn!(%error, "element update refused; replacing the whole table instead");
+            kernel.replace(wanted)?;
+            Ok(Transaction::Full)
+        }
+    }
+}
+
+/// Diff `wanted` against what was applied and send the smallest transaction.
+fn send_difference<K: Kernel>(
+    kernel: &mut K,
+    applied: Option<&Ruleset>,
+    wanted: &Ruleset,
+) -> Result<Transaction, NftError> {
+    match incremental::diff(applied, wanted) {
+        Delta::Unchanged => Ok(Transaction::None),
+        Delta::Elements(deltas) => send_deltas(kernel, wanted, &deltas),
+        Delta::Replace => kernel.replace(wanted).map(|()| Transaction::Full),
+    }
+}
+
+/// Take element changes back: what `ruleset` held before they were made.
+fn undo(ruleset: &mut Ruleset, deltas: &[SetDelta]) {
     for delta in deltas {
         let Some(set) = ruleset.sets.iter_mut().find(|s| s.name == delta.set) else {
             continue;
         };
-        for (key, _) in &delta.removed {
+        for (key, _) in &delta.added {
             set.elements.remove(key);
         }
-        for (key, value) in &delta.added {
+        for (key, value) in &delta.removed {
             set.elements.insert(key.clone(), value.clone());
         }
     }
@@ -395,6 +469,7 @@ mod tests {
     struct Fake {
         calls: Vec<String>,
         refuse_updates: bool,
+        refuse_replace: bool,
         holds: Option<Ruleset>,
     }
 
@@ -405,6 +480,9 @@ mod tests {
     impl Kernel for Fake {
         fn replace(&mut self, ruleset: &Ruleset) -> Result<(), NftError> {
             self.calls.push("replace".into());
+            if self.refuse_replace {
+                return Err(refused());
+            }
             self.holds = Some(ruleset.clone());
             Ok(())
         }
@@ -583,6 +661,47 @@ mod tests {
             Transaction::None
         );
         assert!(r.verify().unwrap().is_empty());
+    }
+
+    /// The applied elements are kept once, in the cache: whatever stops the cache describing
+    /// the kernel must leave `restore` putting back what the kernel last accepted.
+    #[test]
+    fn a_refused_or_unenforced_plan_is_never_taken_as_applied() {
+        let mut r = Reconciler::new(Fake::default());
+        let mut snapshot = lab();
+        let inputs = PlanInputs::default();
+        reconcile(&mut r, &snapshot, Changed::Everything);
+        let accepted = r.kernel.holds.clone();
+        let web1 = snapshot.containers.iter().find(|c| c.name == "web1");
+        let web1 = web1.expect("the lab runs web1").clone();
+        let ids = vec![web1.id.clone()];
+        r.replace_containers(&mut snapshot, &ids, vec![]);
+        (r.kernel.refuse_updates, r.kernel.refuse_replace) = (true, true);
+        r.prepare(&snapshot, &inputs, Changed::Containers(&ids));
+        assert!(r.enforce_prepared().is_err());
+        (r.kernel.refuse_updates, r.kernel.refuse_replace) = (false, false);
+        r.kernel.holds = None;
+        assert!(r.restore().unwrap());
+        assert_eq!(r.kernel.holds, accepted, "the refused plan is not restored");
+
+        reconcile(&mut r, &snapshot, Changed::Everything);
+        let accepted = r.kernel.holds.clone().expect("applied");
+        r.replace_containers(&mut snapshot, &ids, vec![web1]);
+        r.prepare(&snapshot, &inputs, Changed::Containers(&ids));
+        r.kernel.holds = None;
+        assert!(r.restore().unwrap());
+        assert_eq!(
+            r.kernel.holds.as_ref(),
+            Some(&accepted),
+            "a prepared plan is not applied yet"
+        );
+        let dropped = r.enforce_prepared().unwrap();
+        assert_eq!(dropped.transaction, Transaction::None, "restore dropped it");
+        let again = reconcile(&mut r, &snapshot, Changed::Containers(&ids));
+        assert!(
+            matches!(again, Transaction::Elements { added, removed: 0 } if added > 0),
+            "diffed against what the kernel holds: {again:?}"
+        );
     }
 
     #[test]

@@ -6,42 +6,56 @@
 //! and the policy: the [`Basis`]. Each container adds set and map elements (its published,
 //! restricted and translated ports, DNAT entries, host-port limits, links) and NDP entries: its
 //! contribution, built from the same per-container functions `plan` uses (`exposure`,
-//! `filter`, `nat`, `proxy`, `ndp`). [`PlanCache`] keeps every contribution and, per element,
-//! which containers contribute it, so a container event re-plans that container (and the
-//! containers linking to it by name), and the difference becomes element additions and
-//! removals.
+//! `filter`, `nat`, `proxy`, `ndp`). A container event re-plans that container (and the
+//! containers linking to it by name): its old elements are withdrawn, its new ones added, and
+//! the difference becomes element additions and removals.
 //!
-//! Anything else falls back to the full plan (the caller builds a new cache): a change of the
-//! basis, a container that adds rules (one multi-homed across known networks), a change that
-//! empties or first fills a set whose rule exists only while it has elements (every set but
-//! `published` and the DNAT maps), a change that moves a set's element count across a
+//! Exposure and link keys start with the contributing container's own address, and each
+//! address belongs to one container, so a container's elements there are found by a range of
+//! its addresses; its keys in the other sets (host ports: DNAT maps, host-port limits) are
+//! kept encoded, a few bytes each. The cache holds no per-element index: at 10,000
+//! containers the elements are the daemon's memory. The wider exposure set wins over the
+//! narrower ones per service (address, protocol, port), which is then one container's.
+//!
+//! A host port two containers publish (Docker's allocator never does; the benchmarks'
+//! synthetic hosts reuse host ports) is counted, and its DNAT key goes to the first container
+//! by (name, ID), as in the full plan: when that one goes, a pass over the contributions'
+//! keys finds the next, which is re-planned for its target. An address two containers hold
+//! (IPAM prevents it; a stale Snapshot may not) is left to the full plan: an update that
+//! would share one asks for the full plan, and a cache built while one is shared follows
+//! nothing (every update asks for the full plan) until a full plan without it builds a new
+//! one. Building checks that the contributions give exactly the plan's elements, and follows
+//! nothing otherwise.
+//!
+//! Anything else falls back to the full plan too (the caller builds a new cache): a change of
+//! the basis, a container that adds rules (one multi-homed across known networks), a change
+//! that empties or first fills a set whose rule exists only while it has elements (every set
+//! but `published` and the DNAT maps), a change that moves a set's element count across a
 //! capacity boundary (`NamedSet::capacity`, part of the set's declaration), or a Snapshot
-//! whose containers are not in (name, ID) order. `plan::plan` stays the reference: a property test
-//! (`incremental_tests`) checks that any sequence of container changes through the cache gives
-//! exactly the ruleset and NDP entries the full plan gives.
+//! whose containers are not in (name, ID) order. `plan::plan` stays the reference: a property test (`incremental_tests`) checks that
+//! any sequence of container changes through the cache gives exactly the ruleset and NDP
+//! entries the full plan gives.
 //!
-//! Two rules the full plan applies across containers are kept here too: the wider exposure set
-//! wins over the narrower ones (per service: address, protocol, port), and a contested DNAT key
-//! goes to the first container in the Snapshot's order, (name, id), which is the order
-//! `Snapshot::replace_containers` keeps.
-//!
-//! (Somewhat over 500 lines: adding, withdrawing and settling contributions keep one
-//! invariant, the cache's ruleset equals `plan()`'s, and read best side by side.)
+//! (Over 500 lines: adding and withdrawing contributions keep one invariant, the cache's
+//! ruleset equals `plan()`'s, and read best side by side; the key encoding is theirs.)
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv6Addr;
 use std::ops::Bound;
-use std::sync::Arc;
 
 use super::exposure::ContainerExposure;
 use super::policy::{self, Resolved};
 use super::proxy::{HOST_ALLOWED_SET, HOST_CLOSED_SET};
 use super::{PlanInputs, SetElement, filter, nat, ndp, proxy, sources};
 use crate::ruleset::{
-    Field, LINKS_SET, NamedSet, PUBLISHED_SET, RESTRICTED_SET, Ruleset, TRANSLATED_RESTRICTED_SET,
-    TRANSLATED_SET,
+    DNAT_ANY_MAP, DNAT_HOST_MAP, Field, LINKS_SET, NamedSet, PUBLISHED_SET, RESTRICTED_SET,
+    Ruleset, TRANSLATED_RESTRICTED_SET, TRANSLATED_SET,
 };
 use crate::snapshot::{Container, DaemonSettings, Engine, Network, Snapshot};
+use keys::{decode_key, encode, encoded_keys};
+
+/// A set's elements, key -> value.
+type Elements = BTreeMap<Vec<Field>, Vec<Field>>;
 
 /// One set element: its key, and its value in a map (empty in a set).
 pub type Element = (Vec<Field>, Vec<Field>);
@@ -55,18 +69,48 @@ pub struct SetChange {
     pub removed: Vec<Element>,
 }
 
-/// The container an element comes from, ordered as the Snapshot orders containers
-/// (name, then ID), so the first owner of a contested DNAT key is the full plan's.
-type Owner = Arc<(String, String)>;
+/// Sets whose keys start with the contributing container's own address (its exposure, and
+/// its links as the parent): with each address held by one container, a container's elements
+/// there are the ones under its addresses, found by range, never stored twice.
+const BY_ADDRESS: [&str; 5] = [
+    PUBLISHED_SET,
+    RESTRICTED_SET,
+    TRANSLATED_SET,
+    TRANSLATED_RESTRICTED_SET,
+    LINKS_SET,
+];
 
-/// For each key of one set or map, the containers contributing it, with the value each gives.
-type Owners = BTreeMap<Vec<Field>, BTreeMap<Owner, Vec<Field>>>;
+/// The other sets and maps containers fill, keyed by host ports Docker's allocator keeps
+/// unique: a container's keys there are kept, encoded (see [`encode`]).
+const BY_KEY: [&str; 4] = [
+    DNAT_ANY_MAP,
+    DNAT_HOST_MAP,
+    HOST_CLOSED_SET,
+    HOST_ALLOWED_SET,
+];
 
-/// What one container adds to the plan.
+/// What one container adds to the plan, freshly planned.
+#[derive(Debug)]
+struct Planned {
+    id: String,
+    name: String,
+    /// Its own addresses, sorted.
+    addresses: Vec<Ipv6Addr>,
+    elements: Vec<SetElement>,
+    ndp: Vec<(String, Ipv6Addr)>,
+    links: Vec<String>,
+    adds_rules: bool,
+}
+
+/// What the cache keeps of a container's contribution: enough to withdraw it. Kept small
+/// (a few dozen bytes and its name), as the daemon holds one per container.
 #[derive(Debug)]
 struct Contribution {
-    owner: Owner,
-    elements: Vec<SetElement>,
+    name: String,
+    /// Its elements in the [`BY_ADDRESS`] sets are the ones under these.
+    addresses: Box<[Ipv6Addr]>,
+    /// Its keys in the [`BY_KEY`] sets and maps, encoded.
+    keys: Box<[u8]>,
     ndp: Vec<(String, Ipv6Addr)>,
     /// The names it links to (`--link`): their changes change its `links` elements.
     links: Vec<String>,
@@ -101,37 +145,8 @@ impl Basis {
     }
 }
 
-/// What an update touched: services (address . protocol . port) of the four exposure sets,
-/// which are settled together, keys of the other sets and maps, and NDP entries.
-#[derive(Default)]
-struct Touched {
-    services: BTreeSet<Vec<Field>>,
-    keys: BTreeSet<(&'static str, Vec<Field>)>,
-    ndp: BTreeSet<(String, Ipv6Addr)>,
-}
-
-impl Touched {
-    fn note(&mut self, set: &'static str, key: &[Field]) {
-        if is_exposure_set(set) {
-            self.services.insert(key[..3].to_vec());
-        } else {
-            self.keys.insert((set, key.to_vec()));
-        }
-    }
-}
-
-fn is_exposure_set(set: &str) -> bool {
-    [
-        PUBLISHED_SET,
-        RESTRICTED_SET,
-        TRANSLATED_SET,
-        TRANSLATED_RESTRICTED_SET,
-    ]
-    .contains(&set)
-}
-
-/// The planned Ruleset of one Snapshot, with every container's contribution, ready to follow
-/// container changes.
+/// The planned Ruleset of one Snapshot, with what each container contributes, ready to
+/// follow container changes.
 #[derive(Debug)]
 pub struct PlanCache {
     basis: Basis,
@@ -140,14 +155,19 @@ pub struct PlanCache {
     ruleset: Ruleset,
     /// By container ID.
     contributions: HashMap<String, Contribution>,
-    owners: HashMap<&'static str, Owners>,
+    /// Every container's own addresses, each held by one container: address -> its ID.
+    addresses: HashMap<Ipv6Addr, String>,
+    /// Keys of the [`BY_KEY`] sets and maps more than one container contributes (one host
+    /// port published twice: the benchmarks' synthetic hosts reuse host ports, Docker does
+    /// not), encoded, with how many do. A DNAT key goes to the first by (name, ID).
+    shared: HashMap<Box<[u8]>, u32>,
     ndp: BTreeMap<(String, Ipv6Addr), usize>,
     /// Container name -> IDs of the containers linking to it.
     linked_by: BTreeMap<String, BTreeSet<String>>,
-    /// Whether the Snapshot's containers were sorted by (name, ID), as Docker's reader and
-    /// `Snapshot::replace_containers` keep them. Links find children by binary search, and a
-    /// contested DNAT key goes to the first by that order: without it, only full plans.
-    sorted: bool,
+    /// Whether the cache follows changes: the Snapshot's containers are sorted by (name, ID),
+    /// as Docker's reader and `Snapshot::replace_containers` keep them (links find children
+    /// by binary search), and no element is contested (see the module documentation).
+    incremental: bool,
 }
 
 impl PlanCache {
@@ -157,22 +177,61 @@ impl PlanCache {
             basis: Basis::of(snapshot, inputs),
             resolved: policy::resolve_networks(snapshot, inputs),
             ruleset: super::plan(snapshot, inputs),
-            contributions: HashMap::with_capacity(snapshot.containers.len()),
-            owners: HashMap::new(),
+            contributions: HashMap::new(),
+            addresses: HashMap::new(),
+            shared: HashMap::new(),
             ndp: BTreeMap::new(),
             linked_by: BTreeMap::new(),
-            sorted: snapshot
+            incremental: snapshot
                 .containers
                 .is_sorted_by(|a, b| (&a.name, &a.id) <= (&b.name, &b.id)),
         };
-        for container in &snapshot.containers {
-            let contribution = contribution(snapshot, &cache.resolved, inputs, container);
-            cache.add(&contribution, None);
-            cache
-                .contributions
-                .insert(container.id.clone(), contribution);
+        if cache.incremental {
+            cache.incremental = cache.add_all(snapshot, inputs);
+        }
+        if !cache.incremental {
+            // Every update asks for the full plan: nothing to keep.
+            cache.contributions = HashMap::new();
+            cache.addresses = HashMap::new();
+            cache.shared = HashMap::new();
+            cache.ndp = BTreeMap::new();
+            cache.linked_by = BTreeMap::new();
+        }
+        for set in &mut cache.ruleset.sets {
+            // Built from sorted keys, the B-tree's nodes are full: about half the memory of
+            // one grown by inserts, which matters at 100,000 elements.
+            set.elements = std::mem::take(&mut set.elements).into_iter().collect();
         }
         cache
+    }
+
+    /// Add every container's contribution to the plan's skeleton, and check that gives the
+    /// plan's elements. `false`: some element is contested (two containers with one address,
+    /// or one host port), or a contribution is not of the shape this cache follows; the plan
+    /// stays as `plan::plan` made it, and only full plans follow.
+    fn add_all(&mut self, snapshot: &Snapshot, inputs: &PlanInputs) -> bool {
+        let reference: Vec<(usize, Elements)> = (self.ruleset.sets.iter_mut().enumerate())
+            .filter(|(_, set)| is_filled_by_containers(&set.name))
+            .map(|(i, set)| (i, std::mem::take(&mut set.elements)))
+            .collect();
+        self.contributions.reserve(snapshot.containers.len());
+        let mut changes = Changes::unrecorded();
+        let all_added = snapshot.containers.iter().all(|container| {
+            let planned = plan_container(snapshot, &self.resolved, inputs, container);
+            let id = planned.id.clone();
+            self.add(planned, &mut changes)
+                .map(|contribution| self.contributions.insert(id, contribution))
+                .is_some()
+        });
+        let same = all_added
+            && self.ndp.keys().eq(&self.ruleset.ndp.entries)
+            && (reference.iter()).all(|(i, elements)| self.ruleset.sets[*i].elements == *elements);
+        if !same {
+            for (i, elements) in reference {
+                self.ruleset.sets[i].elements = elements;
+            }
+        }
+        same
     }
 
     /// The ruleset `plan::plan` gives for the Snapshot last seen.
@@ -180,9 +239,15 @@ impl PlanCache {
         &self.ruleset
     }
 
+    /// The ruleset, for a caller that keeps it after the cache is spent: after an `update`
+    /// that returned `None`, its sets still hold the elements from before that call.
+    pub fn into_ruleset(self) -> Ruleset {
+        self.ruleset
+    }
+
     /// The name the container with this ID had when the cache last saw it.
     pub fn name_of(&self, id: &str) -> Option<&str> {
-        self.contributions.get(id).map(|c| c.owner.0.as_str())
+        self.contributions.get(id).map(|c| c.name.as_str())
     }
 
     /// Follow a change of the containers with IDs `ids` (started, changed or gone) in
@@ -190,7 +255,8 @@ impl PlanCache {
     /// changes that turn the previous ruleset into the new one (which [`Self::ruleset`] then
     /// holds). `located` names containers the caller just put into the Snapshot (ID ->
     /// name), so they are found by binary search. `None`: the change needs the full plan;
-    /// this cache is then spent, build a new one.
+    /// this cache is then spent (build a new one), but its sets still hold the elements they
+    /// held before the call.
     pub fn update(
         &mut self,
         snapshot: &Snapshot,
@@ -200,7 +266,7 @@ impl PlanCache {
     ) -> Option<Vec<SetChange>> {
         // Augment mode's ruleset is not made of these contributions: always the full plan
         // there (it holds only the policy's narrowing drops, a few elements).
-        if !self.sorted
+        if !self.incremental
             || !self.basis.holds_for(snapshot, inputs)
             || super::augment::active(snapshot, &inputs.options)
         {
@@ -211,7 +277,7 @@ impl PlanCache {
         // Containers linking to a changed one, by its old name or its new one.
         let names: BTreeSet<&str> = wanted
             .iter()
-            .filter_map(|id| self.contributions.get(*id).map(|c| c.owner.0.as_str()))
+            .filter_map(|id| self.contributions.get(*id).map(|c| c.name.as_str()))
             .chain(current.iter().map(|c| c.name.as_str()))
             .collect();
         let parents: BTreeSet<&str> = names
@@ -225,31 +291,33 @@ impl PlanCache {
             current.extend(self.locate(snapshot, &parents, located));
             wanted.extend(parents);
         }
-        let news: Vec<Contribution> = current
+        let news: Vec<Planned> = current
             .iter()
-            .map(|c| contribution(snapshot, &self.resolved, inputs, c))
+            .map(|c| plan_container(snapshot, &self.resolved, inputs, c))
             .collect();
         let wanted: Vec<String> = wanted.into_iter().map(str::to_string).collect();
-        let olds: Vec<Contribution> = wanted
+        let olds: Vec<(String, Contribution)> = wanted
             .iter()
-            .filter_map(|id| self.contributions.remove(id))
+            .filter_map(|id| self.contributions.remove_entry(id))
             .collect();
-        if olds.iter().chain(&news).any(|c| c.adds_rules) {
+        if olds.iter().any(|(_, c)| c.adds_rules) || news.iter().any(|c| c.adds_rules) {
             return None;
         }
         let shape = self.shape();
         let capacities = self.capacities();
-        let mut touched = Touched::default();
-        for old in &olds {
-            self.withdraw(old, &mut touched);
+        let mut changes = Changes::default();
+        let followed = self.follow(snapshot, inputs, &olds, news, &mut changes);
+        if followed {
+            self.settle_ndp(&changes.ndp);
         }
-        for new in news {
-            self.add(&new, Some(&mut touched));
-            self.contributions.insert(new.owner.1.clone(), new);
-        }
-        let changes = self.settle(touched);
         let complete = self.contributions.len() == snapshot.containers.len();
-        (self.shape() == shape && self.capacities() == capacities && complete).then_some(changes)
+        if followed && self.shape() == shape && self.capacities() == capacities && complete {
+            return Some(changes.in_order_of(&self.ruleset));
+        }
+        // Spent, but its sets keep the previous plan's elements: the caller may hold them as
+        // what the kernel has (see `into_ruleset`).
+        changes.undo(&mut self.ruleset);
+        None
     }
 
     /// The containers with these IDs in `snapshot`: by binary search under the name the
@@ -302,155 +370,260 @@ impl PlanCache {
         self.ruleset.sets.iter().map(NamedSet::capacity).collect()
     }
 
-    fn add(&mut self, contribution: &Contribution, mut touched: Option<&mut Touched>) {
-        for (set, key, value) in &contribution.elements {
-            self.owners
-                .entry(set)
-                .or_default()
-                .entry(key.clone())
-                .or_default()
-                .entry(contribution.owner.clone())
-                .or_insert_with(|| value.clone());
-            if let Some(touched) = touched.as_deref_mut() {
-                touched.note(set, key);
+    /// Withdraw `olds`, then add `news`. `false` when that would contest an element: the
+    /// full plan decides those.
+    fn follow(
+        &mut self,
+        snapshot: &Snapshot,
+        inputs: &PlanInputs,
+        olds: &[(String, Contribution)],
+        news: Vec<Planned>,
+        changes: &mut Changes,
+    ) -> bool {
+        for (id, old) in olds {
+            if self.withdraw(snapshot, inputs, id, old, changes).is_none() {
+                return false;
             }
         }
-        for entry in &contribution.ndp {
-            *self.ndp.entry(entry.clone()).or_default() += 1;
-            if let Some(touched) = touched.as_deref_mut() {
-                touched.ndp.insert(entry.clone());
-            }
+        for new in news {
+            let id = new.id.clone();
+            match self.add(new, changes) {
+                Some(contribution) => self.contributions.insert(id, contribution),
+                None => return false,
+            };
         }
-        for name in &contribution.links {
-            self.linked_by
-                .entry(name.clone())
-                .or_default()
-                .insert(contribution.owner.1.clone());
-        }
+        true
     }
 
-    fn withdraw(&mut self, contribution: &Contribution, touched: &mut Touched) {
-        for (set, key, _) in &contribution.elements {
-            if let Some(owners) = self.owners.get_mut(set) {
-                if let Some(by) = owners.get_mut(key) {
-                    by.remove(&contribution.owner);
-                    if by.is_empty() {
-                        owners.remove(key);
+    /// Put `new`'s elements into the ruleset, as `plan` would: the wider exposure set wins
+    /// per service, a key twice in one contribution keeps its first value, and a DNAT key
+    /// two containers contribute goes to the first by (name, ID). `None` when an address is
+    /// another container's, or an element is not where this cache looks for it: the caller
+    /// falls back to the full plan.
+    fn add(&mut self, new: Planned, changes: &mut Changes) -> Option<Contribution> {
+        if new.addresses.iter().any(|a| self.addresses.contains_key(a)) {
+            return None;
+        }
+        let mut keys = Vec::new();
+        for (set, key, value) in settled(first_of_each_key(new.elements)) {
+            let current = set_mut(&mut self.ruleset, set).elements.get(&key).cloned();
+            if BY_ADDRESS.contains(&set) {
+                let own = matches!(key.first(), Some(Field::Address(a)) if new.addresses.binary_search(a).is_ok());
+                if !own || current.is_some() {
+                    return None;
+                }
+            } else {
+                let start = keys.len();
+                encode(&mut keys, set, &key)?;
+                if let Some(current) = current {
+                    // A host port another container publishes too.
+                    let first = !value.is_empty() && self.precedes(&new.name, &new.id, &current)?;
+                    *self.shared.entry(keys[start..].into()).or_insert(1) += 1;
+                    if !first {
+                        continue;
                     }
                 }
             }
-            touched.note(set, key);
+            let elements = &mut set_mut(&mut self.ruleset, set).elements;
+            let was = elements.insert(key.clone(), value.clone());
+            changes.note(set, key, was, Some(value));
         }
-        for entry in &contribution.ndp {
+        let owner = || new.id.clone();
+        self.addresses
+            .extend(new.addresses.iter().map(|a| (*a, owner())));
+        for entry in &new.ndp {
+            *self.ndp.entry(entry.clone()).or_default() += 1;
+            changes.ndp.insert(entry.clone());
+        }
+        for name in &new.links {
+            self.linked_by
+                .entry(name.clone())
+                .or_default()
+                .insert(new.id.clone());
+        }
+        Some(Contribution {
+            name: new.name,
+            addresses: new.addresses.into_boxed_slice(),
+            keys: keys.into_boxed_slice(),
+            ndp: new.ndp,
+            links: new.links,
+            adds_rules: new.adds_rules,
+        })
+    }
+
+    /// Whether the container (`name`, `id`) comes before the one whose DNAT target is
+    /// `current` (its address first). `None` if that one is unknown (never: every target
+    /// address is a contributing container's).
+    fn precedes(&self, name: &str, id: &str, current: &[Field]) -> Option<bool> {
+        let Some(Field::Address(address)) = current.first() else {
+            return None;
+        };
+        let holder = self.addresses.get(address)?;
+        let holder_name = &self.contributions.get(holder)?.name;
+        Some((name, id) < (holder_name.as_str(), holder.as_str()))
+    }
+
+    /// The value the first other contributor (by name, ID) gives a shared DNAT key: found by
+    /// a pass over the contributions' keys (a few bytes each), and that container re-planned.
+    /// Only when the container holding a shared key goes. `None`: no other contributor is in
+    /// the cache (the rest are being withdrawn too).
+    fn next_holder_value(
+        &self,
+        snapshot: &Snapshot,
+        inputs: &PlanInputs,
+        encoded: &[u8],
+        set: &str,
+        key: &[Field],
+    ) -> Option<Vec<Field>> {
+        let (id, next) = (self.contributions.iter())
+            .filter(|(_, c)| encoded_keys(&c.keys).any(|k| k == encoded))
+            .min_by(|(ia, a), (ib, b)| (&a.name, ia).cmp(&(&b.name, ib)))?;
+        let at = snapshot.container_position(&next.name, id).ok()?;
+        let planned = plan_container(snapshot, &self.resolved, inputs, &snapshot.containers[at]);
+        (first_of_each_key(planned.elements).into_iter())
+            .find(|(s, k, _)| *s == set && k == key)
+            .map(|(_, _, value)| value)
+    }
+
+    /// Take `old`'s elements out of the ruleset: everything under its addresses, and its
+    /// keys (a shared DNAT key it held passes to the next contributor). `None` if its keys
+    /// do not decode (never: the cache encoded them).
+    fn withdraw(
+        &mut self,
+        snapshot: &Snapshot,
+        inputs: &PlanInputs,
+        id: &str,
+        old: &Contribution,
+        changes: &mut Changes,
+    ) -> Option<()> {
+        for address in &old.addresses {
+            self.addresses.remove(address);
+            let prefix = [Field::Address(*address)];
+            for set in BY_ADDRESS {
+                let elements = &mut set_mut(&mut self.ruleset, set).elements;
+                let under: Vec<Vec<Field>> = with_prefix(elements, &prefix).cloned().collect();
+                for key in under {
+                    let value = elements.remove(&key);
+                    changes.note(set, key, value, None);
+                }
+            }
+        }
+        for encoded in encoded_keys(&old.keys) {
+            let (set, key) = decode_key(encoded)?;
+            let now = match self.shared.get_mut(encoded) {
+                Some(count) => {
+                    *count -= 1;
+                    if *count == 1 {
+                        self.shared.remove(encoded);
+                    }
+                    let current = set_mut(&mut self.ruleset, set).elements.get(&key);
+                    let held = matches!(current.and_then(|v| v.first()),
+                        Some(Field::Address(a)) if old.addresses.contains(a));
+                    if !held {
+                        continue;
+                    }
+                    self.next_holder_value(snapshot, inputs, encoded, set, &key)
+                }
+                None => None,
+            };
+            let elements = &mut set_mut(&mut self.ruleset, set).elements;
+            let was = match &now {
+                Some(value) => elements.insert(key.clone(), value.clone()),
+                None => elements.remove(&key),
+            };
+            changes.note(set, key, was, now);
+        }
+        for entry in &old.ndp {
             if let Some(count) = self.ndp.get_mut(entry) {
                 *count -= 1;
                 if *count == 0 {
                     self.ndp.remove(entry);
                 }
             }
-            touched.ndp.insert(entry.clone());
+            changes.ndp.insert(entry.clone());
         }
-        for name in &contribution.links {
+        for name in &old.links {
             if let Some(parents) = self.linked_by.get_mut(name) {
-                parents.remove(&contribution.owner.1);
+                parents.remove(id);
                 if parents.is_empty() {
                     self.linked_by.remove(name);
                 }
             }
         }
+        Some(())
     }
 
-    /// Bring the ruleset's elements (and NDP entries) at every touched key in line with the
-    /// contributions, recording what changed.
-    fn settle(&mut self, touched: Touched) -> Vec<SetChange> {
-        let mut changes = Changes::default();
-        for service in &touched.services {
-            // The wider set wins, as in `filter::exposure_sets`.
-            let published = self.contributed(PUBLISHED_SET, service).is_some();
-            let translated = self.contributed(TRANSLATED_SET, service).is_some();
-            let open = |on: bool| on.then(Vec::new);
-            self.settle_key(PUBLISHED_SET, service, open(published), &mut changes);
-            self.settle_key(
-                TRANSLATED_SET,
-                service,
-                open(translated && !published),
-                &mut changes,
-            );
-            self.settle_range(RESTRICTED_SET, service, !published, &mut changes);
-            self.settle_range(
-                TRANSLATED_RESTRICTED_SET,
-                service,
-                !published && !translated,
-                &mut changes,
-            );
-        }
-        for (set, key) in &touched.keys {
-            let value = self.contributed(set, key).cloned();
-            self.settle_key(set, key, value, &mut changes);
-        }
-        for entry in touched.ndp {
+    /// Bring the ruleset's NDP entries in line with the contributions at `touched`.
+    fn settle_ndp(&mut self, touched: &BTreeSet<(String, Ipv6Addr)>) {
+        for entry in touched {
             let entries = &mut self.ruleset.ndp.entries;
-            if self.ndp.contains_key(&entry) {
-                entries.insert(entry);
+            if self.ndp.contains_key(entry) {
+                entries.insert(entry.clone());
             } else {
-                entries.remove(&entry);
+                entries.remove(entry);
             }
         }
-        changes.in_order_of(&self.ruleset)
     }
+}
 
-    /// The value the first contributing container gives `key` in `set`, if any contributes.
-    fn contributed(&self, set: &str, key: &[Field]) -> Option<&Vec<Field>> {
-        let (_, value) = self.owners.get(set)?.get(key)?.first_key_value()?;
-        Some(value)
-    }
+/// Whether containers' contributions fill this set or map.
+fn is_filled_by_containers(set: &str) -> bool {
+    BY_ADDRESS.contains(&set) || BY_KEY.contains(&set)
+}
 
-    fn settle_key(
-        &mut self,
-        set: &'static str,
-        key: &[Field],
-        wanted: Option<Vec<Field>>,
-        changes: &mut Changes,
-    ) {
-        let elements = &mut set_mut(&mut self.ruleset, set).elements;
-        let have = elements.get(key);
-        if have == wanted.as_ref() {
-            return;
-        }
-        if let Some(old) = elements.remove(key) {
-            changes.removed(set, key.to_vec(), old);
-        }
-        if let Some(value) = wanted {
-            elements.insert(key.to_vec(), value.clone());
-            changes.added(set, key.to_vec(), value);
-        }
-    }
-
-    /// The elements of a restricted set for one service: what is contributed when `allowed`
-    /// (the wider sets do not already admit the service), else nothing.
-    fn settle_range(
-        &mut self,
-        set: &'static str,
-        service: &[Field],
-        allowed: bool,
-        changes: &mut Changes,
-    ) {
-        let wanted: BTreeSet<Vec<Field>> = match (allowed, self.owners.get(set)) {
-            (true, Some(owners)) => with_prefix(owners, service).cloned().collect(),
-            _ => BTreeSet::new(),
+/// The first element of each (set, key), in their order: `plan` keeps a DNAT key's first
+/// target, and a set holds a key once.
+fn first_of_each_key(elements: Vec<SetElement>) -> Vec<SetElement> {
+    let mut order: Vec<usize> = (0..elements.len()).collect();
+    order.sort_by(|&a, &b| {
+        let (ea, eb) = (&elements[a], &elements[b]);
+        (ea.0, &ea.1, a).cmp(&(eb.0, &eb.1, b))
+    });
+    let mut keep = vec![false; elements.len()];
+    for (n, &i) in order.iter().enumerate() {
+        let first = n == 0 || {
+            let previous = &elements[order[n - 1]];
+            (previous.0, &previous.1) != (elements[i].0, &elements[i].1)
         };
-        let elements = &mut set_mut(&mut self.ruleset, set).elements;
-        let have: BTreeSet<Vec<Field>> = with_prefix(elements, service).cloned().collect();
-        for key in have.difference(&wanted) {
-            if let Some(old) = elements.remove(key) {
-                changes.removed(set, key.clone(), old);
-            }
-        }
-        for key in wanted.difference(&have) {
-            elements.insert(key.clone(), Vec::new());
-            changes.added(set, key.clone(), Vec::new());
-        }
+        keep[i] = first;
     }
+    elements
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(element, keep)| keep.then_some(element))
+        .collect()
+}
+
+/// One container's elements with what its wider exposure sets admit left out of the
+/// narrower ones, as `filter::exposure_sets` does over all containers (per service: the
+/// container's address, protocol and port, which no other container shares).
+fn settled(elements: Vec<SetElement>) -> Vec<SetElement> {
+    let services = |name: &str| -> BTreeSet<Vec<Field>> {
+        (elements.iter())
+            .filter(|(set, _, _)| *set == name)
+            .map(|(_, key, _)| key.clone())
+            .collect()
+    };
+    let (published, translated) = (services(PUBLISHED_SET), services(TRANSLATED_SET));
+    let kept = |set: &str, key: &[Field]| -> bool {
+        let service = &key[..key.len().min(3)];
+        match set {
+            TRANSLATED_SET => !published.contains(key),
+            RESTRICTED_SET => !published.contains(service),
+            TRANSLATED_RESTRICTED_SET => {
+                !published.contains(service) && !translated.contains(service)
+            }
+            _ => true,
+        }
+    };
+    let kept: Vec<bool> = (elements.iter())
+        .map(|(set, key, _)| kept(set, key))
+        .collect();
+    elements
+        .into_iter()
+        .zip(kept)
+        .filter_map(|(element, kept)| kept.then_some(element))
+        .collect()
 }
 
 /// Keys of `map` that start with `prefix` (contiguous: a prefix sorts before its extensions).
@@ -471,29 +644,78 @@ fn set_mut<'r>(ruleset: &'r mut Ruleset, name: &str) -> &'r mut NamedSet {
     }
 }
 
-/// Element changes gathered per set.
+/// What a key held before a change and holds after it (`None`: absent).
+type Transition = (Option<Vec<Field>>, Option<Vec<Field>>);
+
+/// Element changes gathered per set and key: what the key held before the first change and
+/// what it holds now, so an element withdrawn and added back unchanged is no change.
 #[derive(Default)]
-struct Changes(BTreeMap<&'static str, (Vec<Element>, Vec<Element>)>);
+struct Changes {
+    elements: BTreeMap<&'static str, BTreeMap<Vec<Field>, Transition>>,
+    /// NDP entries whose contributions changed.
+    ndp: BTreeSet<(String, Ipv6Addr)>,
+    /// Building a cache records nothing: nothing is sent, nothing undone.
+    unrecorded: bool,
+}
 
 impl Changes {
-    fn added(&mut self, set: &'static str, key: Vec<Field>, value: Vec<Field>) {
-        self.0.entry(set).or_default().0.push((key, value));
+    fn unrecorded() -> Self {
+        Changes {
+            unrecorded: true,
+            ..Changes::default()
+        }
     }
 
-    fn removed(&mut self, set: &'static str, key: Vec<Field>, value: Vec<Field>) {
-        self.0.entry(set).or_default().1.push((key, value));
+    /// `key` in `set` went from `was` to `now`.
+    fn note(
+        &mut self,
+        set: &'static str,
+        key: Vec<Field>,
+        was: Option<Vec<Field>>,
+        now: Option<Vec<Field>>,
+    ) {
+        if self.unrecorded {
+            return;
+        }
+        let entry = self.elements.entry(set).or_default().entry(key);
+        entry.or_insert((was, None)).1 = now;
     }
 
-    /// One change per set that changed, in the ruleset's set order, elements in key order.
+    /// Put back what each changed key held before.
+    fn undo(self, ruleset: &mut Ruleset) {
+        for (set, keys) in self.elements {
+            let elements = &mut set_mut(ruleset, set).elements;
+            for (key, (was, _)) in keys {
+                match was {
+                    Some(value) => elements.insert(key, value),
+                    None => elements.remove(&key),
+                };
+            }
+        }
+    }
+
+    /// One change per set that changed, in the ruleset's set order, elements in key order;
+    /// a map element whose value changed is removed and added again.
     fn in_order_of(mut self, ruleset: &Ruleset) -> Vec<SetChange> {
         ruleset
             .sets
             .iter()
             .filter_map(|set| {
-                let (mut added, mut removed) = self.0.remove(set.name.as_str())?;
-                added.sort();
-                removed.sort();
-                Some(SetChange {
+                let keys = self.elements.remove(set.name.as_str())?;
+                let (mut added, mut removed) = (Vec::new(), Vec::new());
+                for (key, (was, now)) in keys {
+                    if was == now {
+                        continue;
+                    }
+                    if let Some(value) = was {
+                        removed.push((key.clone(), value));
+                    }
+                    if let Some(value) = now {
+                        added.push((key, value));
+                    }
+                }
+                let changed = !added.is_empty() || !removed.is_empty();
+                changed.then(|| SetChange {
                     set: set.name.clone(),
                     added,
                     removed,
@@ -524,12 +746,12 @@ fn by_name<'s>(snapshot: &'s Snapshot, name: &str) -> Option<&'s Container> {
 }
 
 /// What `container` contributes, from the same per-container functions `plan` uses.
-fn contribution(
+fn plan_container(
     snapshot: &Snapshot,
     resolved: &Resolved,
     inputs: &PlanInputs,
     container: &Container,
-) -> Contribution {
+) -> Planned {
     let (policy, _) = policy::container_policy(container, inputs);
     let model = ContainerExposure::new(snapshot, resolved, container, policy.as_ref());
     let mut elements = filter::exposure_elements(&model);
@@ -541,14 +763,22 @@ fn contribution(
         container,
         |name| by_name(snapshot, name),
     ));
-    Contribution {
-        owner: Arc::new((container.name.clone(), container.id.clone())),
+    let mut addresses: Vec<Ipv6Addr> = container.endpoints.iter().filter_map(|e| e.ipv6).collect();
+    addresses.sort_unstable();
+    addresses.dedup();
+    Planned {
+        id: container.id.clone(),
+        name: container.name.clone(),
+        addresses,
         elements,
         ndp: ndp::container_entries(snapshot, resolved, container),
         links: container.links.clone(),
         adds_rules: !sources::multihomed_rules(snapshot, container).is_empty(),
     }
 }
+
+#[path = "incremental_keys.rs"]
+mod keys;
 
 #[cfg(test)]
 #[path = "incremental_tests.rs"]
