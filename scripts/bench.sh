@@ -19,7 +19,7 @@
 #              (benches/support/fake_dockerd.py) describing N containers x 10 published ports,
 #              in a throwaway namespace; VmRSS and VmHWM RSS_SETTLE s (default 12: past the
 #              first periodic verify) after the first reconcile applied every element.
-#              N in RSS_N (default "100 1000 3000 10000").
+#              N in RSS_N (default "100 1000 3000 10000"); RSS_PORTS ports each (default 10).
 #   docker     Docker 20.10's per-port ip6tables cost vs N: with N ports' rules loaded
 #              (ip6tables-restore) in a throwaway namespace, the three ip6tables commands
 #              Docker runs to publish one more port, timed (DOCKER_SAMPLES ports, default 10).
@@ -37,7 +37,7 @@
 # Installs iperf3, conntrack and gnuplot-nox (Debian) when missing.
 #
 # Environment: RUNS (default 20), BENCH_OUT (default target/v6guard-bench), PARTS, LATENCY_N,
-# RSS_N, DOCKER_N, DOCKER_SAMPLES, and the dataplane bench's V6G_DP_ROUNDS, V6G_DP_SECONDS,
+# RSS_N, RSS_PORTS, DOCKER_N, DOCKER_SAMPLES, and the dataplane bench's V6G_DP_ROUNDS, V6G_DP_SECONDS,
 # V6G_DP_THREADS.
 set -euo pipefail
 
@@ -58,6 +58,7 @@ NS_NFT=v6g-bench-nft-$$
 NS_RSS=v6g-bench-rss-$$
 NS_DOCKER=v6g-bench-dkr-$$
 PARTS=${PARTS:-apply latency rss docker dataplane plot}
+RSS_PORTS=${RSS_PORTS:-10}
 RSS_TMP=""
 FAKE_PID=""
 DAEMON_PID=""
@@ -296,10 +297,10 @@ part_rss() {
     mkdir -p "$RSS_TMP/policies"
     local dat=$OUT/rss.dat n elements i status
     printf '# containers vmrss_kib vmhwm_kib elements\n' >"$dat"
-    result "== daemon RSS (release, real daemon, fake Docker API with N containers x 10 ports)"
+    result "== daemon RSS (release, real daemon, fake Docker API with N containers x $RSS_PORTS ports)"
     for n in ${RSS_N:-100 1000 3000 10000}; do
         rm -f "$RSS_TMP/docker.sock" "$RSS_TMP/daemon.log"
-        python3 benches/support/fake_dockerd.py "$RSS_TMP/docker.sock" "$n" >"$RSS_TMP/fake.log" 2>&1 &
+        python3 benches/support/fake_dockerd.py "$RSS_TMP/docker.sock" "$n" "$RSS_PORTS" >"$RSS_TMP/fake.log" 2>&1 &
         FAKE_PID=$!
         for ((i = 0; i < 100; i++)); do [[ -S $RSS_TMP/docker.sock ]] && break; sleep 0.1; done
         ip netns add "$NS_RSS"
@@ -406,12 +407,12 @@ part_plot() {
     need_packages gnuplot:gnuplot-nox || return 0
     local png=$OUT/scaling.png
     gnuplot <<EOF
-set terminal pngcairo size 1500,480 font ",10"
+set terminal pngcairo size 1500,620 font ",10"
 set output "$png"
 set multiplot layout 1,3 title "v6guard vs Docker 20.10 (ip6tables): cost as a host grows ($(date -u +%Y-%m-%d), $(nproc) CPUs, shared machine)"
 set logscale xy
 set grid
-set key top left
+set key below vertical maxrows 4
 set xlabel "containers (one change)"
 set ylabel "ms"
 set title "one container's change, to the kernel"
@@ -420,11 +421,13 @@ plot "$OUT/latency.dat" using 1:3 with linespoints title "v6guard: start -> enfo
      "$OUT/latency.dat" using 1:7 with linespoints title "v6guard before the engine (full plan + diff): start p99", \
      "$OUT/docker.dat" using 1:2 with linespoints title "Docker: ip6tables for one port (x N ports)"
 set xlabel "published ports (x2 elements: set + DNAT map)"
+set xrange [50:200000]
 set title "full apply of the whole ruleset"
 plot "$OUT/apply.dat" using 1:2 with linespoints title "v6guard apply (socket per apply, to close)", \
      "$OUT/apply.dat" using 1:3 with points pointsize 2 title "v6guard apply 10,000 x 10, to the ack", \
      "$OUT/latency.dat" using (\$1*2):5 with linespoints title "daemon full replace p50 (2 ports each)", \
      "$OUT/docker.dat" using 1:(\$1*\$2) with linespoints title "Docker: N ports one by one (estimate: N x the per-port cost at N)"
+set autoscale x
 set xlabel "containers (10 published ports each)"
 set ylabel "MiB"
 set title "daemon memory"

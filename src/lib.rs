@@ -15,6 +15,7 @@ pub mod host;
 pub mod iproute;
 pub mod listen;
 pub mod logging;
+pub mod memory;
 pub mod ndp;
 pub mod nft;
 pub mod plan;

@@ -322,7 +322,7 @@ fn monitor(socket: mnl::Socket, table: &str, reports: &UnboundedSender<DriftRepo
             }
         }
         if large {
-            super::memory::return_freed_memory();
+            crate::memory::return_freed_memory();
         }
     }
 }

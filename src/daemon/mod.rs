@@ -19,7 +19,6 @@ pub mod enforcer;
 mod guard;
 pub mod inputs;
 pub mod machine;
-mod memory;
 pub mod metrics;
 pub mod notify;
 pub mod pacing;
@@ -91,7 +90,7 @@ pub enum DaemonError {
 /// Run until SIGTERM or SIGINT. Returns an error only for what makes starting impossible
 /// (no usable configuration, metrics address taken) or a failed `--cleanup-on-exit`.
 pub async fn run(options: DaemonOptions, mut loader: impl LoadInputs) -> Result<(), DaemonError> {
-    memory::use_one_arena();
+    crate::memory::use_one_arena();
     let inputs = loader.load().map_err(DaemonError::Inputs)?;
     let (hangup, stops) = signals::register().map_err(DaemonError::Signals)?;
     let (drift_tx, drift_rx) = unbounded_channel();

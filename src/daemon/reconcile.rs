@@ -74,7 +74,7 @@ impl Kernel for Netlink {
         // Verify reads the whole table back: on a large host, a short-lived allocation as
         // large as the apply's, after which glibc would keep the memory.
         if ruleset.element_count() >= TRIM_AFTER_ELEMENTS {
-            super::memory::return_freed_memory();
+            crate::memory::return_freed_memory();
         }
         verified
     }

@@ -101,7 +101,7 @@ impl Session {
         let large = bytes.len() >= TRIM_AFTER_BATCH;
         drop(bytes);
         if large {
-            return_freed_memory();
+            crate::memory::return_freed_memory();
         }
         Ok(())
     }
@@ -112,16 +112,6 @@ impl Session {
 /// list from Docker, the plan, the batch and its joined copy. glibc keeps what they freed
 /// (at 10,000 containers x 10 ports, some 35 MiB of the daemon's 93 MiB RSS); hand it back.
 const TRIM_AFTER_BATCH: usize = 4 << 20;
-
-/// Return the heap's free pages to the kernel (glibc's `malloc_trim`; a few ms at most,
-/// paid only after a [`TRIM_AFTER_BATCH`]-sized transaction).
-fn return_freed_memory() {
-    #[cfg(target_env = "gnu")]
-    // SAFETY: malloc_trim only releases free memory of the allocator's own arenas.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
 
 /// Ask the kernel not to echo each request inside its acknowledgement. Without this, a
 /// batch of large set-element messages (10,000 elements is about 7 messages of 64 KiB) is

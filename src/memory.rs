@@ -1,4 +1,5 @@
-//! The daemon's memory as the kernel sees it (RSS), beyond what its data needs.
+//! Memory as the kernel sees it (RSS), beyond what the data needs: what the daemon (and an
+//! apply of a large table) does after its large short-lived allocations.
 //!
 //! At 10,000 containers the daemon's live data is some 27 MiB, but its large short-lived
 //! allocations (the container list from Docker, the full plan, the apply's batch, the whole
