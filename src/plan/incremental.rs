@@ -182,9 +182,12 @@ impl PlanCache {
             shared: HashMap::new(),
             ndp: BTreeMap::new(),
             linked_by: BTreeMap::new(),
-            incremental: snapshot
-                .containers
-                .is_sorted_by(|a, b| (&a.name, &a.id) <= (&b.name, &b.id)),
+            // Augment mode's ruleset is not made of these contributions (it declares none of
+            // their sets): the full plan, always.
+            incremental: !super::augment::active(snapshot, &inputs.options)
+                && snapshot
+                    .containers
+                    .is_sorted_by(|a, b| (&a.name, &a.id) <= (&b.name, &b.id)),
         };
         if cache.incremental {
             cache.incremental = cache.add_all(snapshot, inputs);
@@ -307,15 +310,13 @@ impl PlanCache {
         let capacities = self.capacities();
         let mut changes = Changes::default();
         let followed = self.follow(snapshot, inputs, &olds, news, &mut changes);
-        if followed {
-            self.settle_ndp(&changes.ndp);
-        }
         let complete = self.contributions.len() == snapshot.containers.len();
         if followed && self.shape() == shape && self.capacities() == capacities && complete {
+            self.settle_ndp(&changes.ndp);
             return Some(changes.in_order_of(&self.ruleset));
         }
-        // Spent, but its sets keep the previous plan's elements: the caller may hold them as
-        // what the kernel has (see `into_ruleset`).
+        // Spent, but its sets (and NDP entries, never touched on this path) keep the previous
+        // plan's: the caller may hold them as what the kernel has (see `into_ruleset`).
         changes.undo(&mut self.ruleset);
         None
     }
@@ -406,7 +407,7 @@ impl PlanCache {
         }
         let mut keys = Vec::new();
         for (set, key, value) in settled(first_of_each_key(new.elements)) {
-            let current = set_mut(&mut self.ruleset, set).elements.get(&key).cloned();
+            let current = set_mut(&mut self.ruleset, set)?.elements.get(&key).cloned();
             if BY_ADDRESS.contains(&set) {
                 let own = matches!(key.first(), Some(Field::Address(a)) if new.addresses.binary_search(a).is_ok());
                 if !own || current.is_some() {
@@ -424,7 +425,7 @@ impl PlanCache {
                     }
                 }
             }
-            let elements = &mut set_mut(&mut self.ruleset, set).elements;
+            let elements = &mut set_mut(&mut self.ruleset, set)?.elements;
             let was = elements.insert(key.clone(), value.clone());
             changes.note(set, key, was, Some(value));
         }
@@ -465,8 +466,10 @@ impl PlanCache {
 
     /// The value the first other contributor (by name, ID) gives a shared DNAT key: found by
     /// a pass over the contributions' keys (a few bytes each), and that container re-planned.
-    /// Only when the container holding a shared key goes. `None`: no other contributor is in
-    /// the cache (the rest are being withdrawn too).
+    /// Only when the container holding a shared key goes. `Some(None)`: no other contributor
+    /// is in the cache (the rest are being withdrawn too). `None`: there is one, but it is not
+    /// where the cache knows it or no longer gives the key (a change no event reported):
+    /// the caller falls back to the full plan rather than drop a key someone holds.
     fn next_holder_value(
         &self,
         snapshot: &Snapshot,
@@ -474,15 +477,19 @@ impl PlanCache {
         encoded: &[u8],
         set: &str,
         key: &[Field],
-    ) -> Option<Vec<Field>> {
-        let (id, next) = (self.contributions.iter())
+    ) -> Option<Option<Vec<Field>>> {
+        let Some((id, next)) = (self.contributions.iter())
             .filter(|(_, c)| encoded_keys(&c.keys).any(|k| k == encoded))
-            .min_by(|(ia, a), (ib, b)| (&a.name, ia).cmp(&(&b.name, ib)))?;
+            .min_by(|(ia, a), (ib, b)| (&a.name, ia).cmp(&(&b.name, ib)))
+        else {
+            return Some(None);
+        };
         let at = snapshot.container_position(&next.name, id).ok()?;
         let planned = plan_container(snapshot, &self.resolved, inputs, &snapshot.containers[at]);
-        (first_of_each_key(planned.elements).into_iter())
+        let value = (first_of_each_key(planned.elements).into_iter())
             .find(|(s, k, _)| *s == set && k == key)
-            .map(|(_, _, value)| value)
+            .map(|(_, _, value)| value)?;
+        Some(Some(value))
     }
 
     /// Take `old`'s elements out of the ruleset: everything under its addresses, and its
@@ -500,7 +507,7 @@ impl PlanCache {
             self.addresses.remove(address);
             let prefix = [Field::Address(*address)];
             for set in BY_ADDRESS {
-                let elements = &mut set_mut(&mut self.ruleset, set).elements;
+                let elements = &mut set_mut(&mut self.ruleset, set)?.elements;
                 let under: Vec<Vec<Field>> = with_prefix(elements, &prefix).cloned().collect();
                 for key in under {
                     let value = elements.remove(&key);
@@ -516,17 +523,17 @@ impl PlanCache {
                     if *count == 1 {
                         self.shared.remove(encoded);
                     }
-                    let current = set_mut(&mut self.ruleset, set).elements.get(&key);
+                    let current = set_mut(&mut self.ruleset, set)?.elements.get(&key);
                     let held = matches!(current.and_then(|v| v.first()),
                         Some(Field::Address(a)) if old.addresses.contains(a));
                     if !held {
                         continue;
                     }
-                    self.next_holder_value(snapshot, inputs, encoded, set, &key)
+                    self.next_holder_value(snapshot, inputs, encoded, set, &key)?
                 }
                 None => None,
             };
-            let elements = &mut set_mut(&mut self.ruleset, set).elements;
+            let elements = &mut set_mut(&mut self.ruleset, set)?.elements;
             let was = match &now {
                 Some(value) => elements.insert(key.clone(), value.clone()),
                 None => elements.remove(&key),
@@ -636,12 +643,10 @@ fn with_prefix<'m, V>(
         .take_while(move |key| key.starts_with(prefix))
 }
 
-fn set_mut<'r>(ruleset: &'r mut Ruleset, name: &str) -> &'r mut NamedSet {
-    match ruleset.sets.iter().position(|s| s.name == name) {
-        Some(i) => &mut ruleset.sets[i],
-        // Every set a contribution names is declared by the plan.
-        None => unreachable!("set {name} is not declared by the plan"),
-    }
+/// The set named `name`. `None` if the plan does not declare it: then this cache cannot
+/// follow the change, and the caller falls back to the full plan.
+fn set_mut<'r>(ruleset: &'r mut Ruleset, name: &str) -> Option<&'r mut NamedSet> {
+    ruleset.sets.iter_mut().find(|s| s.name == name)
 }
 
 /// What a key held before a change and holds after it (`None`: absent).
@@ -684,7 +689,11 @@ impl Changes {
     /// Put back what each changed key held before.
     fn undo(self, ruleset: &mut Ruleset) {
         for (set, keys) in self.elements {
-            let elements = &mut set_mut(ruleset, set).elements;
+            // A change was recorded only on a set the ruleset declares.
+            let Some(declared) = set_mut(ruleset, set) else {
+                continue;
+            };
+            let elements = &mut declared.elements;
             for (key, (was, _)) in keys {
                 match was {
                     Some(value) => elements.insert(key, value),

@@ -17,7 +17,7 @@ use crate::testing::{container, lab_snapshot};
 fn applied(previous: &Ruleset, changes: &[SetChange]) -> Ruleset {
     let mut out = previous.clone();
     for change in changes {
-        let set = set_mut(&mut out, &change.set);
+        let set = set_mut(&mut out, &change.set).expect("a change names a declared set");
         for (key, value) in &change.removed {
             assert_eq!(
                 set.elements.remove(key).as_ref(),
@@ -516,4 +516,33 @@ proptest! {
             follow(&mut cache, &snapshot, &inputs, &[id], &located);
         }
     }
+}
+
+/// Where Docker firewalls IPv6 itself (augment mode), the plan declares none of the sets
+/// containers fill: building the cache of a host whose containers publish ports must not
+/// look for them (it panicked: `set published is not declared`), and every change is left
+/// to the full plan.
+#[test]
+fn in_augment_mode_the_cache_follows_nothing() {
+    let mut snapshot = sorted_lab();
+    snapshot.daemon.ip6tables = crate::snapshot::Setting {
+        value: Some(true),
+        ..snapshot.daemon.ip6tables
+    };
+    let inputs = PlanInputs::default();
+    assert!(crate::plan::augment::active(&snapshot, &inputs.options));
+    assert!(
+        snapshot.containers.iter().any(|c| !c.ports.is_empty()),
+        "the lab publishes ports"
+    );
+    let mut cache = PlanCache::new(&snapshot, &inputs);
+    assert_eq!(*cache.ruleset(), plan(&snapshot, &inputs));
+    let web1 = snapshot.containers.iter().find(|c| c.name == "web1");
+    let ids = vec![web1.expect("web1").id.clone()];
+    snapshot.replace_containers(&ids, vec![]);
+    assert!(
+        cache
+            .update(&snapshot, &inputs, &ids, &HashMap::new())
+            .is_none()
+    );
 }
