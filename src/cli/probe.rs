@@ -140,8 +140,9 @@ impl Drop for ProbeNamespace {
 
 /// Remove what an interrupted probe left behind (killed before its Drop ran): a
 /// `v6g-probe-PID` namespace whose process is gone, and its veth, whose address routes the
-/// probe prefix and would block every later probe. A namespace whose PID is alive belongs to
-/// a probe still running (or to a reused PID: left alone either way).
+/// probe prefix and would block every later probe. A namespace whose PID is alive, or with a
+/// process inside, belongs to a probe still running (or to a reused PID: left alone either
+/// way).
 fn remove_leftovers() -> Result<(), ProbeError> {
     let listed = ip(&["netns", "list"])?;
     for name in listed.lines().filter_map(|l| l.split_whitespace().next()) {
@@ -151,7 +152,10 @@ fn remove_leftovers() -> Result<(), ProbeError> {
         else {
             continue;
         };
-        if std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        // Its process, or any process inside it (a probe run from another PID namespace
+        // shows its threads there): still in use.
+        let in_use = ip(&["netns", "pids", name]).is_ok_and(|pids| !pids.trim().is_empty());
+        if in_use || std::path::Path::new(&format!("/proc/{pid}")).exists() {
             continue;
         }
         tracing::warn!(
