@@ -1,4 +1,10 @@
+use super::read::{read_proc_facts, uplinks};
 use super::*;
+use std::fs;
+use std::net::Ipv6Addr;
+
+use ipnet::Ipv6Net;
+
 use crate::testing::lab_snapshot;
 
 /// /proc/net/ipv6_route of the lab host (a static default route via fd00::1 on eth0, the
