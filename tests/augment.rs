@@ -115,6 +115,52 @@ impl AugmentLab {
         run_ok("ip", &all)
     }
 
+    /// Run `v6guard daemon` in the host namespace with `policies`: wait until it has read
+    /// Docker and reconciled, run `check` while it runs, then stop it with SIGTERM (exit 0).
+    fn daemon_keeps(&self, policies: &str, check: impl FnOnce()) {
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let (state, log) = (
+            dir.join("augment-daemon.json"),
+            dir.join("augment-daemon.log"),
+        );
+        let _ = std::fs::remove_file(&state);
+        let log_file = std::fs::File::create(&log).expect("daemon log");
+        let mut daemon = std::process::Command::new("ip")
+            .args(["netns", "exec", HOST_NS, v6guard_bin(), "daemon"])
+            .args(["--policies-dir", policies, "--state-file"])
+            .arg(&state)
+            .stderr(log_file)
+            .spawn()
+            .expect("start v6guard daemon");
+        let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+        let reconciled = eventually(std::time::Duration::from_secs(30), || {
+            let now: serde_json::Value = std::fs::read_to_string(&state)
+                .ok()
+                .and_then(|t| serde_json::from_str(&t).ok())
+                .unwrap_or_default();
+            now["docker"]["connected"] == true
+                && matches!(
+                    now["last_reconcile"]["result"].as_str(),
+                    Some("applied" | "unchanged")
+                )
+        });
+        let running = daemon.try_wait().expect("daemon status").is_none();
+        if !(reconciled && running) {
+            let _ = daemon.kill();
+            let _ = daemon.wait();
+            panic!(
+                "the daemon did not reconcile in augment mode:\n{}",
+                read_log()
+            );
+        }
+        check();
+        // `ip netns exec` execs the daemon: the child is the daemon.
+        // SAFETY: signalling our own child process.
+        unsafe { libc::kill(daemon.id() as libc::pid_t, libc::SIGTERM) };
+        let status = daemon.wait().expect("wait for the daemon");
+        assert!(status.success(), "{status}:\n{}", read_log());
+    }
+
     /// Every table but v6guard's in the host namespace (Docker's iptables-nft tables), with
     /// counters blanked.
     fn docker_rules(&self) -> String {
@@ -274,6 +320,13 @@ fn augment_mode_narrows_docker_without_touching_it() {
         ],
     );
     assert_eq!(reach(&lab, &web6, &web4), denied, "deny 80/tcp");
+    assert_eq!(lab.docker_rules(), docker_rules, "Docker's rules untouched");
+
+    // The daemon, in augment mode, with a container publishing ports: it reconciles and
+    // keeps the deny (its plan cache once panicked on such a host), and stops cleanly.
+    lab.daemon_keeps(&deny, || {
+        assert_eq!(reach(&lab, &web6, &web4), denied, "deny 80/tcp, daemon");
+    });
     assert_eq!(lab.docker_rules(), docker_rules, "Docker's rules untouched");
 
     // allow_from a prefix the outside is not in: both published ports closed over IPv6.
