@@ -185,39 +185,32 @@ impl Lab {
 
     /// Load an nft script in the router.
     pub fn nft(&self, script: &str) -> Result<(), String> {
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &self.router, "nft", "-f", "-"])
-            .stdin(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("nft: {e}"))?;
-        child
-            .stdin
-            .take()
-            .ok_or("no stdin")?
-            .write_all(script.as_bytes())
-            .map_err(|e| format!("nft: {e}"))?;
-        let status = child.wait().map_err(|e| e.to_string())?;
-        if !status.success() {
-            return Err(format!("nft -f failed ({status})"));
-        }
-        Ok(())
+        self.feed(&["nft", "-f", "-"], script)
     }
 
+    /// Load ip6tables-save text in the router.
     pub fn ip6tables_restore(&self, rules: &str) -> Result<(), String> {
+        self.feed(&["ip6tables-restore"], rules)
+    }
+
+    /// Run `command` in the router with `input` on its stdin.
+    fn feed(&self, command: &[&str], input: &str) -> Result<(), String> {
+        let what = command.join(" ");
         let mut child = Command::new("ip")
-            .args(["netns", "exec", &self.router, "ip6tables-restore"])
+            .args(["netns", "exec", &self.router])
+            .args(command)
             .stdin(Stdio::piped())
             .spawn()
-            .map_err(|e| format!("ip6tables-restore: {e}"))?;
+            .map_err(|e| format!("{what}: {e}"))?;
         child
             .stdin
             .take()
             .ok_or("no stdin")?
-            .write_all(rules.as_bytes())
-            .map_err(|e| format!("ip6tables-restore: {e}"))?;
+            .write_all(input.as_bytes())
+            .map_err(|e| format!("{what}: {e}"))?;
         let status = child.wait().map_err(|e| e.to_string())?;
         if !status.success() {
-            return Err(format!("ip6tables-restore failed ({status})"));
+            return Err(format!("{what} failed ({status})"));
         }
         Ok(())
     }
