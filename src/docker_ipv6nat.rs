@@ -13,14 +13,12 @@
 //!   them; legacy ip6tables is invisible to nftables and has its own hazard.
 //! - a running container of its image (`robbertkl/ipv6nat`, any registry or tag).
 //!
-//! Pure except [`find_containers`] (Docker) and [`read_chains`] (the kernel).
+//! Pure except [`read_chains`] (the kernel).
 
-use bollard::Docker;
-use bollard::query_parameters::ListContainersOptionsBuilder;
 use serde::{Deserialize, Serialize};
 
-use crate::docker::DockerError;
 use crate::hazards::{Hazard, HazardError, HazardKind, NftChain};
+use crate::snapshot::Container;
 
 /// Where the migration is explained, as installed by the .deb.
 pub const MIGRATION_DOC: &str = "/usr/share/doc/v6guard/migrating-from-docker-ipv6nat.md";
@@ -112,37 +110,19 @@ pub fn hazard(chains: &[String], containers: &[Ipv6natContainer]) -> Option<Haza
     })
 }
 
-/// docker-ipv6nat's running containers, at the Docker endpoint `host`.
-pub async fn find_containers_at(host: &str) -> Result<Vec<Ipv6natContainer>, DockerError> {
-    find_containers(&crate::docker::connect(host).await?).await
-}
-
-/// docker-ipv6nat's running containers.
-pub async fn find_containers(docker: &Docker) -> Result<Vec<Ipv6natContainer>, DockerError> {
-    let options = ListContainersOptionsBuilder::new().all(false).build();
-    let listed = docker
-        .list_containers(Some(options))
-        .await
-        .map_err(|source| DockerError::Api {
-            call: "GET /containers/json",
-            source,
-        })?;
-    let mut found: Vec<Ipv6natContainer> = listed
-        .into_iter()
-        .filter_map(|summary| {
-            let image = summary.image.filter(|image| is_ipv6nat_image(image))?;
-            let name = summary
-                .names
-                .into_iter()
-                .flatten()
-                .next()
-                .map(|name| name.trim_start_matches('/').to_string())
-                .or(summary.id)?;
-            Some(Ipv6natContainer { name, image })
+/// docker-ipv6nat's containers among `containers` (a Snapshot's: the running ones), by
+/// image, sorted by name.
+pub fn containers_among(containers: &[Container]) -> Vec<Ipv6natContainer> {
+    let mut found: Vec<Ipv6natContainer> = containers
+        .iter()
+        .filter(|c| is_ipv6nat_image(&c.image))
+        .map(|c| Ipv6natContainer {
+            name: c.name.clone(),
+            image: c.image.clone(),
         })
         .collect();
     found.sort();
-    Ok(found)
+    found
 }
 
 /// docker-ipv6nat's chains in the kernel (as [`chains_found`]); needs CAP_NET_ADMIN.

@@ -58,7 +58,7 @@ pub struct HostFacts {
     /// (`/proc/net/ip6_tables_names`): its rules are invisible to nftables.
     pub legacy_ip6tables_filter: bool,
     /// Running containers of docker-ipv6nat's image, from Docker (the caller fills them in:
-    /// [`crate::docker_ipv6nat::find_containers`]).
+    /// [`crate::docker_ipv6nat::containers_among`]).
     #[serde(default)]
     pub ipv6nat_containers: Vec<Ipv6natContainer>,
 }

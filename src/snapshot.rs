@@ -304,6 +304,11 @@ pub struct Container {
     pub id: String,
     /// Name without Docker's leading `/`.
     pub name: String,
+    /// The image as Docker lists it (`Image` of `/containers/json`: the name it was run
+    /// with, such as `robbertkl/ipv6nat:latest`, or an ID). Empty in a snapshot saved before
+    /// it was read.
+    #[serde(default)]
+    pub image: String,
     #[serde(default)]
     pub labels: std::collections::BTreeMap<String, String>,
     /// The `v6guard.*` labels of the container's image (`Config.Labels` of its image

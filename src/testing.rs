@@ -41,6 +41,7 @@ pub fn container(name: &str, network_id: &str, ipv6: &str, ports: Vec<PortBindin
     Container {
         id: format!("{name}-id"),
         name: name.to_string(),
+        image: String::new(),
         labels: Default::default(),
         image_labels: Default::default(),
         image_labels_known: true,

@@ -36,13 +36,7 @@ pub async fn audit(read: &ReadArgs, format: Format, probe: bool) -> Result<Exit,
         facts.listening = listening(read, &config, &snapshot).await;
         match hazards::read_host_facts() {
             Ok(mut host) => {
-                let docker_host = read.docker.host(&config);
-                match docker_ipv6nat::find_containers_at(&docker_host).await {
-                    Ok(found) => host.ipv6nat_containers = found,
-                    Err(error) => facts.warnings.push(format!(
-                        "docker-ipv6nat's container not looked for: {error}"
-                    )),
-                }
+                host.ipv6nat_containers = docker_ipv6nat::containers_among(&snapshot.containers);
                 facts.hazards = hazards::hazards(&host, &snapshot)
             }
             Err(error) => facts

@@ -27,14 +27,16 @@ pub async fn check_config(args: CheckConfigArgs) -> Result<Exit, Failure> {
             .clone()
             .or_else(|| loaded_config.as_ref().ok()?.docker_host.clone())
             .unwrap_or_else(|| v6guard::docker::DEFAULT_SOCKET.to_string());
+        let mut containers = Vec::new();
         match docker_names(&args, &docker_host).await {
-            Ok((networks, containers)) => {
-                warnings = config::unknown_names_among(policy, &networks, &containers);
+            Ok((networks, listed)) => {
+                warnings = config::unknown_names_among(policy, &networks, &listed);
+                containers = listed;
             }
             Err(why) => names_unchecked = Some(why),
         }
         if !args.offline && args.snapshot.is_none() {
-            warn_about_ipv6nat(&docker_host).await;
+            warn_about_ipv6nat(&containers);
         }
     }
     let counts = loaded_policy
@@ -153,14 +155,13 @@ async fn docker_names(
     Ok((networks, containers))
 }
 
-/// Warn when docker-ipv6nat is here (its chains, its container): v6guard and it must not
-/// both manage IPv6. Best effort: what cannot be read (no root, no Docker) is left out.
-async fn warn_about_ipv6nat(docker_host: &str) {
+/// Warn when docker-ipv6nat is here (its chains, its container among Docker's running
+/// `containers`): v6guard and it must not both manage IPv6. Best effort: what cannot be read
+/// (no root, no Docker) is left out.
+fn warn_about_ipv6nat(containers: &[v6guard::snapshot::Container]) {
     use v6guard::docker_ipv6nat;
     let chains = docker_ipv6nat::read_chains().unwrap_or_default();
-    let containers = docker_ipv6nat::find_containers_at(docker_host)
-        .await
-        .unwrap_or_default();
+    let containers = docker_ipv6nat::containers_among(containers);
     if let Some(hazard) = docker_ipv6nat::hazard(&chains, &containers) {
         eprintln!(
             "warning: {}

@@ -193,6 +193,7 @@ pub fn container_from_summary(api: &ContainerSummary) -> Option<Container> {
     Some(Container {
         id,
         name,
+        image: api.image.clone().unwrap_or_default(),
         labels,
         // Filled in by the reader, which inspects each image once; until then unknown, so
         // no label may widen.

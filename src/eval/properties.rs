@@ -443,6 +443,7 @@ fn build(spec: HostSpec) -> World {
             Container {
                 id: format!("c{i}-id"),
                 name: format!("c{i}"),
+                image: String::new(),
                 labels: BTreeMap::new(),
                 image_labels: BTreeMap::new(),
                 image_labels_known: true,
